@@ -1,0 +1,6 @@
+//! cryptopass: vfio_ap crypto passthrough for KubeVirt VMs on IBM Z, kept live-migratable.
+//!
+//! Layers (architecture.md): `ap` (pure domain model) ← `compat` (pure verdicts) ← `sim`, `sysfs`
+//! (the simulated kernel and real host access) ← `cmd` (what the subcommands do).
+
+pub mod ap;
