@@ -4,3 +4,7 @@
 //! (the simulated kernel and real host access) ← `cmd` (what the subcommands do).
 
 pub mod ap;
+pub mod cmd;
+pub mod compat;
+pub mod sim;
+pub mod sysfs;

@@ -1,3 +1,129 @@
-fn main() {
-    println!("Hello, world!");
+//! The `cryptopass` binary: argument parsing only; every subcommand lives in `cryptopass::cmd`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use cryptopass::cmd::{self, OutputFormat, Rules};
+
+#[derive(Parser)]
+#[command(name = "cryptopass", version, about = "vfio_ap crypto passthrough for KubeVirt VMs on IBM Z, kept live-migratable")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what the agent sees in a host's AP sysfs (table modelled on `lszcrypt -V`).
+    Inventory {
+        #[command(flatten)]
+        root: SysfsRoot,
+        #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Copy a host's AP-relevant sysfs files and links into a plain tree (plus snapshot.json).
+    Snapshot {
+        #[command(flatten)]
+        root: SysfsRoot,
+        /// Directory to create.
+        out: PathBuf,
+    },
+    /// Offline preflight: would a guest with mdev UUID migrate from SOURCE to TARGET?
+    /// Exit 0 compatible, 1 incompatible, 2 usage or read error.
+    Check(CheckArgs),
+    /// The simulated s390x AP kernel.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+}
+
+#[derive(Args)]
+struct SysfsRoot {
+    /// The directory that plays /sys (a live /sys, a FUSE-mounted simulator, a snapshot or a dump).
+    #[arg(long, default_value = "/sys")]
+    sysfs_root: PathBuf,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Sysfs root of the host the guest runs on now.
+    #[arg(long)]
+    source: PathBuf,
+    /// Sysfs root of the destination host.
+    #[arg(long)]
+    target: PathBuf,
+    /// The mdev UUID (the same on both hosts).
+    #[arg(long)]
+    uuid: String,
+    /// Rule set: `auto` follows the kernel profile found in the trees.
+    #[arg(long, value_enum, default_value_t = Rules::Auto)]
+    rules: Rules,
+    /// Also check target → source (the relation is not symmetric).
+    #[arg(long)]
+    both_ways: bool,
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+}
+
+#[derive(Args)]
+struct MachineArgs {
+    /// A YAML machine file, or a sysfs tree (snapshot, dump, or any copy with the /sys layout).
+    #[arg(long)]
+    machine: PathBuf,
+    /// Kernel profile; overrides the one of the machine file or the one detected from a tree.
+    #[arg(long, value_enum)]
+    profile: Option<cryptopass::sim::Profile>,
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// Write the simulated host as a plain tree with the relative layout of /sys.
+    Dump {
+        #[command(flatten)]
+        machine: MachineArgs,
+        dir: PathBuf,
+    },
+    /// Serve the simulated host over FUSE at DIR until SIGINT/SIGTERM.
+    Mount {
+        #[command(flatten)]
+        machine: MachineArgs,
+        /// Unix socket for control requests (`cryptopass sim ctl`).
+        #[arg(long)]
+        control: Option<PathBuf>,
+        dir: PathBuf,
+    },
+    /// Send one JSON request to a running `sim mount --control SOCK` and print the reply.
+    Ctl {
+        #[arg(long)]
+        control: PathBuf,
+        /// The request, e.g. '{"op":"log"}' (see README, "Simulator control").
+        request: String,
+    },
+}
+
+fn main() -> ExitCode {
+    cmd::init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inventory { root, output } => cmd::inventory::run(&root.sysfs_root, output),
+        Command::Snapshot { root, out } => cmd::snapshot::run(&root.sysfs_root, &out),
+        Command::Check(a) => cmd::check::run(&cmd::check::CheckOptions {
+            source: a.source,
+            target: a.target,
+            uuid: a.uuid,
+            rules: a.rules,
+            both_ways: a.both_ways,
+            output: a.output,
+        }),
+        Command::Sim { command } => match command {
+            SimCommand::Dump { machine, dir } => cmd::sim::dump(&machine.machine, machine.profile, &dir),
+            SimCommand::Mount { machine, control, dir } => {
+                cmd::sim::mount(&machine.machine, machine.profile, control.as_deref(), &dir)
+            }
+            SimCommand::Ctl { control, request } => cmd::sim::ctl(&control, &request),
+        },
+    };
+    cmd::exit(result)
 }

@@ -5,6 +5,7 @@ pub mod cnum;
 pub mod functions;
 pub mod ids;
 pub mod inventory;
+pub mod kmsg;
 pub mod mask;
 pub mod matrix;
 pub mod types;
