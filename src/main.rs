@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use cryptopass::cmd::{self, OutputFormat, Rules};
 
 #[derive(Parser)]
-#[command(name = "cryptopass", version, about = "vfio_ap crypto passthrough for KubeVirt VMs on IBM Z, kept live-migratable")]
+#[command(
+    name = "cryptopass",
+    version,
+    about = "vfio_ap crypto passthrough for KubeVirt VMs on IBM Z, kept live-migratable"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -189,8 +189,7 @@ impl Inventory {
     /// The kernel profile per architecture.md: v1 when any mdev carries `migratable`, latest when
     /// an mdev lacks it while the features list `migratable`, unknown without any mdev.
     pub fn profile(&self) -> KernelProfile {
-        let capable =
-            self.kernel.matrix_features.as_ref().is_some_and(|f| f.iter().any(|x| x == "migratable"));
+        let capable = self.kernel.matrix_features.as_ref().is_some_and(|f| f.iter().any(|x| x == "migratable"));
         if !capable {
             return KernelProfile::CannotMigrate;
         }

@@ -87,7 +87,9 @@ pub fn console_device_not_found(uuid: &str) -> String {
     format!("error: device not found: mediated device '{uuid}' not found")
 }
 pub fn console_migration_disabled(uuid: &str) -> String {
-    format!("error: Requested operation is not valid: cannot migrate domain: {uuid}: Migration is disabled for VFIO device")
+    format!(
+        "error: Requested operation is not valid: cannot migrate domain: {uuid}: Migration is disabled for VFIO device"
+    )
 }
 /// `load of migration failed: <strerror>` for the errno the destination returned.
 pub fn console_load_failed(errno: i32) -> String {

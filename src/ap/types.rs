@@ -22,11 +22,7 @@ pub const MIN_BOUND_TYPE: u8 = 10;
 pub const MAX_KNOWN_TYPE: u8 = 14;
 
 pub fn type_name(raw: u8) -> String {
-    AP_TYPES
-        .iter()
-        .find(|(n, _)| *n == raw)
-        .map(|(_, s)| s.to_string())
-        .unwrap_or_else(|| format!("type{raw}"))
+    AP_TYPES.iter().find(|(n, _)| *n == raw).map(|(_, s)| s.to_string()).unwrap_or_else(|| format!("type{raw}"))
 }
 
 /// Parses `CEX8`, `cex8`, `14`.
@@ -50,11 +46,7 @@ pub fn is_bindable(hwtype: u8) -> bool {
 
 /// The zcrypt card name, e.g. `CEX8C`: `CEX<n>` plus the mode suffix.
 pub fn zcrypt_name(hwtype: u8, suffix: Option<char>) -> String {
-    if is_bindable(hwtype) {
-        format!("CEX{}{}", hwtype - 6, suffix.unwrap_or('?'))
-    } else {
-        type_name(hwtype)
-    }
+    if is_bindable(hwtype) { format!("CEX{}{}", hwtype - 6, suffix.unwrap_or('?')) } else { type_name(hwtype) }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use super::{Error, OutputFormat, Outcome, Rules};
+use super::{Error, Outcome, OutputFormat, Rules};
 
 pub struct CheckOptions {
     pub source: PathBuf,

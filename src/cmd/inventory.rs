@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use super::{OutputFormat, Outcome};
+use super::{Outcome, OutputFormat};
 
 pub fn run(root: &Path, _output: OutputFormat) -> Outcome {
     crate::sysfs::read_inventory(root)?;
