@@ -89,7 +89,7 @@ impl Mask {
         self.and_not(o).is_empty()
     }
     /// Highest id set, if any.
-    pub fn max(&self) -> Option<u8> {
+    pub fn highest(&self) -> Option<u8> {
         (0..=255u8).rev().find(|i| self.get(*i))
     }
 

@@ -4,6 +4,7 @@ pub mod check;
 pub mod inventory;
 pub mod sim;
 pub mod snapshot;
+pub mod tree;
 
 use std::process::ExitCode;
 
