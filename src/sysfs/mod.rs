@@ -1,21 +1,18 @@
 //! Real host access under a root directory that plays `/sys`: the inventory reader, snapshots,
 //! and (with the agent) the operation executor with its errno mapping.
+//!
+//! The root may be a live `/sys`, a FUSE mount of the simulator or a plain tree (a snapshot or a
+//! dump): everything goes through paths below it, nothing assumes which.
 
-use std::path::{Path, PathBuf};
+pub mod attr;
+pub mod counters;
+mod error;
+pub mod mdev;
+pub mod meta;
+mod read;
+pub mod snapshot;
 
-use thiserror::Error;
-
-use crate::ap::Inventory;
-
-#[derive(Debug, Error)]
-pub enum Error {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-}
-
-/// Reads the AP inventory of the host whose sysfs is at `root`.
-pub fn read_inventory(root: &Path) -> Result<Inventory, Error> {
-    Err(Error::Parse { path: root.to_path_buf(), message: "reader not implemented yet".into() })
-}
+pub use counters::{Counters, read_counters};
+pub use error::Error;
+pub use meta::SnapshotMeta;
+pub use read::read_inventory;
