@@ -239,3 +239,11 @@ fn noise_in_device_directories_is_ignored() {
     file(t.path(), "devices/ap/card0A/hwtype", "x");
     assert_eq!(read_inventory(t.path()).unwrap().cards.len(), 2);
 }
+
+#[test]
+fn a_root_without_the_ap_bus_says_so() {
+    let t = tempfile::tempdir().unwrap();
+    let e = read_inventory(t.path()).unwrap_err();
+    assert_eq!(e.path(), t.path().join("bus/ap"));
+    assert!(e.to_string().contains("expected the AP bus directory"), "{e}");
+}

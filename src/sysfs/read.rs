@@ -13,6 +13,12 @@ use crate::ap::{Apid, Apqn, Card, HostConfig, Inventory, KernelInfo, Queue};
 /// Reads the AP inventory of the host whose sysfs is at `root`.
 pub fn read_inventory(root: &Path) -> Result<Inventory, Error> {
     let bus = root.join("bus/ap");
+    if !bus.is_dir() {
+        return Err(Error::Parse {
+            path: bus,
+            message: "expected the AP bus directory: is this the sysfs root of an s390x host with the AP bus?".into(),
+        });
+    }
     let max_id = "a decimal number 0..255";
     let config = HostConfig {
         adapters: read(&bus.join("ap_adapter_mask"), attr::parse_config_mask)?,
@@ -87,7 +93,10 @@ fn read_card(id: Apid, dir: &Path) -> Result<Card, Error> {
     let (type_name, online) = if driver.is_some() {
         (attr::read_value(&dir.join("type"))?, read(&dir.join("online"), attr::parse_bool)?)
     } else {
-        (attr::read_optional(&dir.join("type"))?.unwrap_or_default(), false)
+        (
+            attr::read_optional(&dir.join("type"))?.unwrap_or_default(),
+            read_opt(&dir.join("online"), attr::parse_bool)?.unwrap_or(false),
+        )
     };
     Ok(Card {
         id,
