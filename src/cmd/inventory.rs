@@ -66,7 +66,6 @@ fn header(out: &mut String, inv: &Inventory) {
         Some(false) => "no",
         None => "unknown",
     };
-    let host = if k.driver_override_capable { "masks, driver_override capable" } else { "masks" };
     let rows: [(&str, String); 11] = [
         ("kernel release", release),
         ("hostname", k.hostname.clone().unwrap_or_else(|| "-".into())),
@@ -74,7 +73,7 @@ fn header(out: &mut String, inv: &Inventory) {
         ("bus features", words(&k.bus_features)),
         ("matrix features", matrix_features),
         ("secure execution", se.to_string()),
-        ("queue ownership", host.to_string()),
+        ("queue ownership", ownership(inv)),
         ("max ids", format!("adapter {}, domain {}", inv.max_adapter_id, inv.max_domain_id)),
         ("apmask", inv.apmask.to_string()),
         ("aqmask", inv.aqmask.to_string()),
@@ -90,6 +89,19 @@ fn header(out: &mut String, inv: &Inventory) {
     ];
     for (k, v) in rows {
         let _ = writeln!(out, "{k:<17}{v}");
+    }
+}
+
+/// Which host profile hands queues to vfio_ap (kernel-ap.md §3.1): overrides, masks, or neither yet.
+fn ownership(inv: &Inventory) -> String {
+    let overrides = inv.queues.values().filter(|q| q.driver_override.as_deref().is_some_and(|o| !o.is_empty())).count();
+    let capable = if inv.kernel.driver_override_capable { ", driver_override capable" } else { "" };
+    if overrides > 0 {
+        format!("driver_override ({overrides} set)")
+    } else if !inv.apmask.is_full() || !inv.aqmask.is_full() {
+        format!("masks{capable}")
+    } else {
+        format!("all queues to the host (masks all ones{capable})")
     }
 }
 
@@ -403,6 +415,7 @@ mod tests {
         assert!(t.contains("kernel release   6.19.0-cp (vfio-ap stream v5)\n"), "{t}");
         assert!(t.contains("profile          latest\n"), "{t}");
         assert!(t.contains("max ids          adapter 255, domain 84\n"), "{t}");
+        assert!(t.contains("queue ownership  masks\n"), "{t}");
         assert!(t.contains(&format!("aqmask           {}\n", Mask::from_ids([5]))), "{t}");
         assert!(t.contains("host config      adapters 00-03, usage domains not supported,"), "{t}");
     }
@@ -430,6 +443,18 @@ mod tests {
             t.contains("00.0005  CEX8C CCA-Coproc  -                 -        -     14     08 TAPQ-fail  -no-driver-"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn ownership_names_the_host_profile() {
+        let mut inv = inventory();
+        inv.aqmask = Mask::full();
+        inv.kernel.driver_override_capable = true;
+        assert_eq!(ownership(&inv), "all queues to the host (masks all ones, driver_override capable)");
+        if let Some(q) = inv.queues.get_mut(&Apqn::new(0, 6)) {
+            q.driver_override = Some("vfio_ap".into());
+        }
+        assert_eq!(ownership(&inv), "driver_override (1 set)");
     }
 
     #[test]
