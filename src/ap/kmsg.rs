@@ -139,3 +139,36 @@ pub fn errno_name(errno: i32) -> &'static str {
         _ => "E?",
     }
 }
+
+/// A kernel line without its device prefix (`vfio_ap_mdev <uuid>: ` or `vfio_ap_mdev: <uuid>: `):
+/// the wording a status reason quotes, where the UUID is already known.
+pub fn without_device(line: &str) -> &str {
+    let rest = match line.strip_prefix("vfio_ap_mdev: ") {
+        Some(r) => r,
+        None => match line.strip_prefix("vfio_ap_mdev ") {
+            Some(r) => r,
+            None => return line,
+        },
+    };
+    rest.split_once(": ").map_or(line, |(_, text)| text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_device_strips_both_prefix_forms() {
+        let u = "4b1d3c2a-0000-4000-8000-000000000001";
+        let q = Apqn::new(1, 2);
+        assert_eq!(
+            without_device(&queue_not_available(u, q)),
+            "Queue 01.0002 not available to vfio_ap driver on target host"
+        );
+        assert_eq!(
+            without_device(&control_domain_not_available(u, 5)),
+            "Control domain 0005 not available on the destination host"
+        );
+        assert_eq!(without_device("no prefix: here"), "no prefix: here");
+    }
+}
