@@ -8,6 +8,7 @@ pub mod inventory;
 pub mod kmsg;
 pub mod mask;
 pub mod matrix;
+pub mod meta;
 pub mod types;
 
 pub use functions::ApFunctions;

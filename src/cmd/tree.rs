@@ -44,7 +44,7 @@ pub fn kernel_from_inventory(inv: &Inventory, profile: Option<Profile>) -> Kerne
                 online: c.online,
                 config: c.config,
                 chkstop: c.chkstop,
-                depth: c.depth.unwrap_or(8),
+                depth: c.depth.unwrap_or(7),
             },
         );
     }

@@ -5,6 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use super::{Error, Kernel, Node};
+use crate::ap::meta::{SnapshotMeta, now_rfc3339};
 
 fn io(path: &Path, source: std::io::Error) -> Error {
     Error::Io { path: path.display().to_string(), source }
@@ -55,42 +56,13 @@ fn walk(k: &Kernel, rel: &str, out: &Path, unreadable: &mut BTreeMap<String, Str
 
 /// `snapshot.json` of a dump (architecture.md, "Tree metadata").
 pub fn meta_json(k: &Kernel, unreadable: &BTreeMap<String, String>, taken_at: &str) -> String {
-    let mut m = serde_json::Map::new();
-    let s = |v: &str| serde_json::Value::String(v.to_string());
-    if let Some(r) = &k.release {
-        m.insert("kernelRelease".into(), s(r));
+    SnapshotMeta {
+        kernel_release: k.release.clone(),
+        vfio_ap_stream: k.vfio_ap_stream.clone(),
+        hostname: k.hostname.clone(),
+        taken_at: Some(taken_at.to_string()),
+        cryptopass_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        unreadable: unreadable.clone(),
     }
-    if let Some(r) = &k.vfio_ap_stream {
-        m.insert("vfioApStream".into(), s(r));
-    }
-    if let Some(h) = &k.hostname {
-        m.insert("hostname".into(), s(h));
-    }
-    m.insert("takenAt".into(), s(taken_at));
-    m.insert("cryptopassVersion".into(), s(env!("CARGO_PKG_VERSION")));
-    m.insert(
-        "unreadable".into(),
-        serde_json::Value::Object(unreadable.iter().map(|(k, v)| (k.clone(), s(v))).collect()),
-    );
-    let mut out = serde_json::to_string_pretty(&serde_json::Value::Object(m)).unwrap_or_default();
-    out.push('\n');
-    out
-}
-
-/// Current UTC time as RFC 3339 (seconds).
-pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // civil-from-days (Howard Hinnant)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    .to_json()
 }

@@ -55,7 +55,7 @@ impl Kernel {
                     online: c.online,
                     config: c.config,
                     chkstop: c.chkstop,
-                    depth: c.depth.unwrap_or(8),
+                    depth: c.depth.unwrap_or(7),
                 },
             );
             if c.config {

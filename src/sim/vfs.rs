@@ -243,18 +243,13 @@ impl Kernel {
 
     /// `snapshot.json` of a simulated host: what an agent would learn from `uname`.
     pub fn snapshot_json(&self) -> String {
-        let mut m = serde_json::Map::new();
-        let mut put = |k: &str, v: &Option<String>| {
-            if let Some(v) = v {
-                m.insert(k.into(), serde_json::Value::String(v.clone()));
-            }
-        };
-        put("kernelRelease", &self.release);
-        put("vfioApStream", &self.vfio_ap_stream);
-        put("hostname", &self.hostname);
-        let mut s = serde_json::to_string_pretty(&serde_json::Value::Object(m)).unwrap_or_default();
-        s.push('\n');
-        s
+        crate::ap::meta::SnapshotMeta {
+            kernel_release: self.release.clone(),
+            vfio_ap_stream: self.vfio_ap_stream.clone(),
+            hostname: self.hostname.clone(),
+            ..Default::default()
+        }
+        .to_json()
     }
 
     /// Reads an attribute as the kernel prints it. `EACCES` for write-only attributes (kernfs

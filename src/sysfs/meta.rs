@@ -1,38 +1,13 @@
 //! Tree metadata (`snapshot.json` at the root of a snapshot or dump) and what the running kernel
 //! says of itself (`uname`) when the root is the live `/sys`.
 
-use std::collections::BTreeMap;
 use std::ffi::CStr;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use serde::{Deserialize, Serialize};
 
 use super::attr;
 use super::error::Error;
 
-pub const META_FILE: &str = "snapshot.json";
-
-/// `snapshot.json` (architecture.md, "Tree metadata"). Unknown keys are ignored when reading.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SnapshotMeta {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kernel_release: Option<String>,
-    /// `v1` | `v4` | `v5` when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vfio_ap_stream: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-    /// RFC 3339, UTC.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub taken_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cryptopass_version: Option<String>,
-    /// Relative path → error name (`EIO`) of files that could not be read and were left out.
-    #[serde(default)]
-    pub unreadable: BTreeMap<String, String>,
-}
+pub use crate::ap::meta::{META_FILE, SnapshotMeta, now_rfc3339};
 
 impl SnapshotMeta {
     /// Reads `root/snapshot.json`; `None` when there is none.
@@ -44,13 +19,6 @@ impl SnapshotMeta {
                 .map(Some)
                 .map_err(|e| Error::Parse { path, message: format!("expected tree metadata JSON: {e}") }),
         }
-    }
-
-    /// Pretty JSON with a trailing newline, keys in a fixed order.
-    pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
-        s.push('\n');
-        s
     }
 }
 
@@ -84,38 +52,14 @@ pub fn uname() -> (Option<String>, Option<String>) {
     (field(&u.release), field(&u.nodename))
 }
 
-/// The current time as RFC 3339 UTC with second precision, e.g. `2026-11-02T09:15:00Z`.
-pub fn now_rfc3339() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    rfc3339(secs)
-}
-
-/// Seconds since the epoch as RFC 3339 UTC (civil-from-days, proleptic Gregorian calendar).
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn rfc3339_matches_known_instants() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+    fn taken_at_is_rfc3339_utc() {
+        let t = now_rfc3339();
+        assert!(t.len() == 20 && t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
     }
 
     #[test]
