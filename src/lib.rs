@@ -3,6 +3,7 @@
 //! Layers (architecture.md): `ap` (pure domain model) ← `compat` (pure verdicts) ← `sim`, `sysfs`
 //! (the simulated kernel and real host access) ← `cmd` (what the subcommands do).
 
+pub mod agent;
 pub mod ap;
 pub mod cmd;
 pub mod compat;

@@ -36,6 +36,11 @@ enum Command {
     /// Offline preflight: would a guest with mdev UUID migrate from SOURCE to TARGET?
     /// Exit 0 compatible, 1 incompatible, 2 usage or read error.
     Check(CheckArgs),
+    /// The node agent.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
     /// The simulated s390x AP kernel.
     Sim {
         #[command(subcommand)]
@@ -67,6 +72,37 @@ struct CheckArgs {
     /// Also check target → source (the relation is not symmetric).
     #[arg(long)]
     both_ways: bool,
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// One pass without Kubernetes: make the host hold the desired mdevs, print the plan and the
+    /// result per mdev. Exit 0 all as desired, 1 some refused or failed, 2 usage or read error.
+    Apply(AgentApplyArgs),
+}
+
+#[derive(Args)]
+struct AgentApplyArgs {
+    /// The directory that plays /sys.
+    #[arg(long, default_value = "/sys")]
+    sysfs_root: PathBuf,
+    /// YAML or JSON: a list of mdevs (uuid, adapters, domains, controlDomains, migratable) or {mdevs: [...]}.
+    #[arg(long)]
+    desired: PathBuf,
+    /// Where the ownership record lives (what the agent created or changed).
+    #[arg(long, default_value = "/var/lib/cryptopass")]
+    state_dir: PathBuf,
+    /// How queues are handed to vfio_ap.
+    #[arg(long, value_enum, default_value_t = cryptopass::agent::MaskMode::Manage)]
+    ap_masks: cryptopass::agent::MaskMode,
+    /// Also write mdevctl definitions of the agent's mdevs under DIR/matrix/<uuid> (e.g. /etc/mdevctl.d).
+    #[arg(long)]
+    mdevctl_dir: Option<PathBuf>,
+    /// Plan only: write nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
 }
@@ -119,6 +155,15 @@ fn main() -> ExitCode {
             uuid: a.uuid,
             rules: a.rules,
             both_ways: a.both_ways,
+            output: a.output,
+        }),
+        Command::Agent { command: AgentCommand::Apply(a) } => cmd::agent::run(&cmd::agent::ApplyArgs {
+            sysfs_root: a.sysfs_root,
+            desired: a.desired,
+            state_dir: a.state_dir,
+            mode: a.ap_masks,
+            mdevctl_dir: a.mdevctl_dir,
+            dry_run: a.dry_run,
             output: a.output,
         }),
         Command::Sim { command } => match command {

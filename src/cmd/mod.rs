@@ -1,5 +1,6 @@
 //! What each subcommand does. `main.rs` parses arguments and calls in here.
 
+pub mod agent;
 pub mod check;
 pub mod inventory;
 pub mod sim;
