@@ -216,7 +216,9 @@ impl Run<'_> {
         if owner.as_deref().is_some_and(|u| self.is_failed(u)) {
             return;
         }
-        if !step.serves.is_empty() && step.serves.iter().all(|u| self.is_failed(u)) {
+        // Handing queues over only for mdevs that already failed would be for nothing. (A
+        // release still runs: the mdev released from is ours and changing anyway.)
+        if step.phase == Phase::MaskEdit && !step.serves.is_empty() && step.serves.iter().all(|u| self.is_failed(u)) {
             return;
         }
         match &step.op {

@@ -78,12 +78,7 @@ pub fn restore_steps(
     let mut steps = Vec::new();
     match mode {
         MaskMode::Manage if !any_override(inv) => {
-            // apmask first: each write is checked by the kernel against the other mask as it is.
-            let held_ap = |a: u8, aq: &Mask| finals.iter().any(|m| m.adapters.get(a) && !m.domains.and(aq).is_empty());
-            let give_ap = Mask::from_ids(own.apmask_cleared.and_not(ap).iter().filter(|a| !held_ap(*a, aq)));
-            let ap2 = ap.or(&give_ap);
-            let held_aq = |d: u8| finals.iter().any(|m| m.domains.get(d) && !m.adapters.and(&ap2).is_empty());
-            let give_aq = Mask::from_ids(own.aqmask_cleared.and_not(aq).iter().filter(|d| !held_aq(*d)));
+            let (give_ap, give_aq) = give_back(finals, &own.apmask_cleared, &own.aqmask_cleared, ap, aq);
             for (mask, from, give) in [(BusMask::Apmask, *ap, give_ap), (BusMask::Aqmask, *aq, give_aq)] {
                 if let Some(edit) = from.relative_edits_to(&from.or(&give)) {
                     let op = Op::Mask { mask, edit, clear: Mask::empty(), set: give };
@@ -106,4 +101,16 @@ pub fn restore_steps(
         _ => {}
     }
     steps
+}
+
+/// Which of the cleared bits (`cleared_ap`, `cleared_aq`) can go back to 1 with masks `ap`/`aq`
+/// without making an APQN of `finals` host-owned. apmask first: the kernel checks each write
+/// against the other mask as it is then.
+pub(super) fn give_back(finals: &[Matrix], cleared_ap: &Mask, cleared_aq: &Mask, ap: &Mask, aq: &Mask) -> (Mask, Mask) {
+    let held_ap = |a: u8| finals.iter().any(|m| m.adapters.get(a) && !m.domains.and(aq).is_empty());
+    let give_ap = Mask::from_ids(cleared_ap.and_not(ap).iter().filter(|a| !held_ap(*a)));
+    let ap2 = ap.or(&give_ap);
+    let held_aq = |d: u8| finals.iter().any(|m| m.domains.get(d) && !m.adapters.and(&ap2).is_empty());
+    let give_aq = Mask::from_ids(cleared_aq.and_not(aq).iter().filter(|d| !held_aq(*d)));
+    (give_ap, give_aq)
 }

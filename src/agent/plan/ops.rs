@@ -6,8 +6,8 @@ use crate::ap::{Apqn, Inventory, KernelProfile, Mask, Matrix};
 
 use super::super::desired::Desired;
 use super::super::ownership::Ownership;
-use super::decide::{Accepted, Decisions};
-use super::masks::restore_steps;
+use super::decide::Decisions;
+use super::masks::{self, restore_steps};
 use super::{Action, BusMask, Forget, MaskMode, MdevPlan, Op, Part, Phase, Plan, Step, current};
 
 /// The writes that turn `from` into `to` for one mdev: one `ap_config` write when the kernel has
@@ -39,14 +39,35 @@ pub(super) fn build(desired: &Desired, inv: &Inventory, own: &Ownership, mode: M
     let mut steps: Vec<Step> = Vec::new();
     let push = |steps: &mut Vec<Step>, phase, op, serves: Vec<String>| steps.push(Step { phase, op, serves });
 
-    // 1. Mask edits: one relative write per mask for all mdevs, then overrides.
-    for which in [BusMask::Apmask, BusMask::Aqmask] {
-        let mine: Vec<&Accepted> = d.accepted.iter().filter(|a| a.clear.is_some_and(|(m, _)| m == which)).collect();
-        let bits = mine.iter().fold(Mask::empty(), |acc, a| acc.or(&a.clear.map(|(_, b)| b).unwrap_or_default()));
+    // Everything that stays: accepted mdevs as desired, frozen ones as they are.
+    let mut finals: Vec<Matrix> = d.accepted.iter().map(|a| a.target).collect();
+    finals.extend(inv.mdevs.iter().filter(|(u, _)| d.frozen.contains(*u)).map(|(_, m)| m.matrix));
+
+    // 1. Mask edits: one relative write per mask for all mdevs, then overrides. A bit chosen for
+    // an earlier mdev may be made redundant by a later choice: it is not cleared (else the next
+    // pass would give it back, and a second pass must write nothing).
+    let cleared = |which| {
+        d.accepted
+            .iter()
+            .filter_map(|a| a.clear.filter(|(m, _)| *m == which).map(|(_, b)| b))
+            .fold(Mask::empty(), |x, b| x.or(&b))
+    };
+    let (mut clear_ap, mut clear_aq) = (cleared(BusMask::Apmask), cleared(BusMask::Aqmask));
+    let (ap0, aq0) = (inv.apmask.and_not(&clear_ap), inv.aqmask.and_not(&clear_aq));
+    let (spare_ap, spare_aq) = masks::give_back(&finals, &clear_ap, &clear_aq, &ap0, &aq0);
+    clear_ap = clear_ap.and_not(&spare_ap);
+    clear_aq = clear_aq.and_not(&spare_aq);
+    for (which, bits) in [(BusMask::Apmask, clear_ap), (BusMask::Aqmask, clear_aq)] {
         let now = if which == BusMask::Apmask { inv.apmask } else { inv.aqmask };
+        let serves: Vec<String> = d
+            .accepted
+            .iter()
+            .filter(|a| a.clear.is_some_and(|(m, b)| m == which && !b.and(&bits).is_empty()))
+            .map(|a| a.uuid.clone())
+            .collect();
         if let Some(edit) = now.relative_edits_to(&now.and_not(&bits)) {
             let op = Op::Mask { mask: which, edit, clear: bits, set: Mask::empty() };
-            push(&mut steps, Phase::MaskEdit, op, mine.iter().map(|a| a.uuid.clone()).collect());
+            push(&mut steps, Phase::MaskEdit, op, serves);
         }
     }
     for a in &d.accepted {
@@ -116,18 +137,12 @@ pub(super) fn build(desired: &Desired, inv: &Inventory, own: &Ownership, mode: M
         push(&mut steps, Phase::Remove, Op::Remove { uuid: uuid.clone() }, Vec::new());
     }
 
-    // 7. Restore, against the state the plan leaves behind.
-    let mut finals: Vec<Matrix> = d.accepted.iter().map(|a| a.target).collect();
-    finals.extend(inv.mdevs.iter().filter(|(u, _)| d.frozen.contains(*u)).map(|(_, m)| m.matrix));
-    let cleared = |which| {
-        d.accepted
-            .iter()
-            .filter_map(|a| a.clear.filter(|(m, _)| *m == which).map(|(_, b)| b))
-            .fold(Mask::empty(), |x, b| x.or(&b))
-    };
-    let (clear_ap, clear_aq) = (cleared(BusMask::Apmask), cleared(BusMask::Aqmask));
+    // 7. Restore, against the state the plan leaves behind (bits cleared now count as recorded).
     let (ap, aq) = (inv.apmask.and_not(&clear_ap), inv.aqmask.and_not(&clear_aq));
-    steps.extend(restore_steps(inv, own, mode, &finals, &ap, &aq));
+    let mut recorded = own.clone();
+    recorded.apmask_cleared = recorded.apmask_cleared.or(&clear_ap);
+    recorded.aqmask_cleared = recorded.aqmask_cleared.or(&clear_aq);
+    steps.extend(restore_steps(inv, &recorded, mode, &finals, &ap, &aq));
 
     // Record entries that describe nothing.
     let created: BTreeSet<&str> = d.accepted.iter().map(|a| a.uuid.as_str()).collect();
