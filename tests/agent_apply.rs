@@ -223,3 +223,65 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_cli_exits_0_when_all_is_as_desired_1_on_refusals_2_on_usage_or_read_errors_and_dry_runs_write_nothing() {
+    let m = quiet_machine("mig-latest");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cryptopass")).args(args).output().expect("run cryptopass")
+    };
+    let root = m.root().to_str().unwrap().to_string();
+    let st = state.to_str().unwrap().to_string();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let ok = file("ok.yaml", &format!("mdevs:\n  - {{ uuid: {U1}, adapters: [0, 1], domains: [5] }}\n"));
+    let conflict = file(
+        "c.json",
+        &format!(
+            r#"[{{"uuid":"{U1}","adapters":[0,1],"domains":[5]}},{{"uuid":"{U2}","adapters":[1],"domains":[5]}}]"#
+        ),
+    );
+    let bad = file("bad.yaml", "- { uuid: nope }\n");
+
+    let dry = run(&[
+        "agent",
+        "apply",
+        "--sysfs-root",
+        &root,
+        "--desired",
+        &ok,
+        "--state-dir",
+        &st,
+        "--dry-run",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(dry.status.code(), Some(0));
+    let j: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!((j["dryRun"].as_bool(), j["plan"].as_array().map(|p| p.len())), (Some(true), Some(3)));
+    assert_eq!(j["mdevs"][0]["state"], "planned");
+    assert_eq!(writes(&m), 0, "a dry run writes nothing");
+    assert!(!state.exists(), "nor the ownership record");
+
+    let out = run(&["agent", "apply", "--sysfs-root", &root, "--desired", &conflict, "--state-dir", &st]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ApqnConflict (EADDRINUSE)"), "{text}");
+    let out = run(&["agent", "apply", "--sysfs-root", &root, "--desired", &ok, "--state-dir", &st]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let out = run(&["agent", "apply", "--sysfs-root", &root, "--desired", &bad, "--state-dir", &st]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.yaml"));
+    let empty = dir.path().join("no-sysfs");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = run(&["agent", "apply", "--sysfs-root", empty.to_str().unwrap(), "--desired", &ok, "--state-dir", &st]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["agent", "apply", "--desired", &ok, "--ap-masks", "sometimes"]);
+    assert_eq!(out.status.code(), Some(2), "clap usage error");
+}

@@ -82,8 +82,6 @@ pub enum ExecError {
     State(String),
     #[error("reading the host again after a failure: {0}")]
     Inventory(String),
-    #[error("skipped: {0} failed first")]
-    Skipped(String),
 }
 
 impl ExecError {
@@ -95,7 +93,6 @@ impl ExecError {
             ExecError::ReadBack { .. } => "read_back",
             ExecError::State(_) => "state",
             ExecError::Inventory(_) => "inventory",
-            ExecError::Skipped(_) => "skipped",
         }
     }
     /// The kernel's errno, when it returned one.
