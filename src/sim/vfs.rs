@@ -116,6 +116,76 @@ impl Kernel {
         v
     }
 
+    /// A card directory's attributes and driver link (its queue directories aside).
+    fn card_attrs(&self, a: u8) -> Vec<(String, Node)> {
+        let mut v = named(CARD_ATTRS_RO, RO);
+        v.extend(named(["config", "online"], RW));
+        if self.card_driver(a).is_some() {
+            v.push(link("driver", format!("../../../bus/ap/drivers/{HOST_CARD_DRIVER}")));
+        }
+        v
+    }
+
+    fn queues_of(&self, a: u8) -> impl Iterator<Item = Apqn> + '_ {
+        self.cfg_usage.iter().map(move |d| Apqn::new(a, d)).filter(|q| self.queue_exists(*q))
+    }
+
+    /// A queue directory's entries.
+    fn queue_attrs(&self, q: Apqn) -> Vec<(String, Node)> {
+        let mut v = named(QUEUE_ATTRS_RO, RO);
+        v.push(("config".into(), RW));
+        let driver = self.queue_driver(q);
+        if let Some(d) = driver {
+            v.push(link("driver", format!("../../../../bus/ap/drivers/{d}")));
+        }
+        if driver == Some(HOST_QUEUE_DRIVER) {
+            v.push(("online".into(), RW));
+        }
+        if driver == Some(VFIO_AP_DRIVER) {
+            v.push(("status".into(), RO));
+        }
+        if self.has_driver_override() {
+            v.push(("driver_override".into(), RW));
+        }
+        if self.se_host {
+            v.extend(named(["se_associate", "se_bind"], RO));
+        }
+        v
+    }
+
+    /// What `path` is, if it exists. Lookups of single entries in the big directories (queues,
+    /// bus links) are answered directly: FUSE looks up every path component of every open.
+    pub fn node(&self, path: &str) -> Option<Node> {
+        let s = segs(path);
+        let find = |v: Vec<(String, Node)>, name: &str| v.into_iter().find(|(n, _)| n == name).map(|(_, n)| n);
+        match s.as_slice() {
+            [] => Some(Node::Dir),
+            ["devices", "ap", c] => self.card_of_dir(c).map(|_| Node::Dir),
+            ["devices", "ap", c, name] => {
+                let a = self.card_of_dir(c)?;
+                match parse_queue_name(name) {
+                    Some(q) => self.queue_of_dir(a, name).filter(|x| *x == q).map(|_| Node::Dir),
+                    None => find(self.card_attrs(a), name),
+                }
+            }
+            ["devices", "ap", c, qn, name] => {
+                let q = self.queue_of_dir(self.card_of_dir(c)?, qn)?;
+                find(self.queue_attrs(q), name)
+            }
+            ["bus", "ap", "devices", name] => {
+                if let Some(a) = ids::parse_card_name(name).filter(|a| self.cards.contains_key(a)) {
+                    return Some(Node::Link(format!("../../../devices/ap/{}", ids::card_name(a))));
+                }
+                let q = parse_queue_name(name).filter(|q| self.queue_exists(*q))?;
+                Some(Node::Link(format!("../../../devices/ap/{}/{q}", ids::card_name(q.apid))))
+            }
+            _ => {
+                let (name, parent) = s.split_last()?;
+                find(self.list(&parent.join("/"))?, name)
+            }
+        }
+    }
+
     /// The children of a directory, sorted; `None` if `path` is not a directory.
     pub fn list(&self, path: &str) -> Option<Vec<(String, Node)>> {
         let s = segs(path);
@@ -164,36 +234,13 @@ impl Kernel {
             ["devices", "ap"] => self.cards.keys().map(|a| dir(&ids::card_name(*a))).collect(),
             ["devices", "ap", c] => {
                 let a = self.card_of_dir(c)?;
-                let mut v = named(CARD_ATTRS_RO, RO);
-                v.extend(named(["config", "online"], RW));
-                if self.card_driver(a).is_some() {
-                    v.push(link("driver", format!("../../../bus/ap/drivers/{HOST_CARD_DRIVER}")));
-                }
-                v.extend(self.queue_ids().into_iter().filter(|q| q.apid == a).map(|q| dir(&q.to_string())));
+                let mut v = self.card_attrs(a);
+                v.extend(self.queues_of(a).map(|q| dir(&q.to_string())));
                 v
             }
             ["devices", "ap", c, qn] => {
                 let a = self.card_of_dir(c)?;
-                let q = self.queue_of_dir(a, qn)?;
-                let mut v = named(QUEUE_ATTRS_RO, RO);
-                v.push(("config".into(), RW));
-                let driver = self.queue_driver(q);
-                if let Some(d) = driver {
-                    v.push(link("driver", format!("../../../../bus/ap/drivers/{d}")));
-                }
-                if driver == Some(HOST_QUEUE_DRIVER) {
-                    v.push(("online".into(), RW));
-                }
-                if driver == Some(VFIO_AP_DRIVER) {
-                    v.push(("status".into(), RO));
-                }
-                if self.has_driver_override() {
-                    v.push(("driver_override".into(), RW));
-                }
-                if self.se_host {
-                    v.extend(named(["se_associate", "se_bind"], RO));
-                }
-                v
+                self.queue_attrs(self.queue_of_dir(a, qn)?)
             }
             ["devices", "vfio_ap"] => vec![dir("matrix")],
             ["devices", "vfio_ap", "matrix"] => {
@@ -232,13 +279,6 @@ impl Kernel {
             _ => return None,
         };
         Some(entries(v))
-    }
-
-    /// What `path` is, if it exists.
-    pub fn node(&self, path: &str) -> Option<Node> {
-        let s = segs(path);
-        let Some((name, parent)) = s.split_last() else { return Some(Node::Dir) };
-        self.list(&parent.join("/"))?.into_iter().find(|(n, _)| n == name).map(|(_, n)| n)
     }
 
     /// `snapshot.json` of a simulated host: what an agent would learn from `uname`.
