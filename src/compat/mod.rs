@@ -21,7 +21,10 @@
 //! Rules are still evaluated after an earlier refusal so that `reasons` stays complete, with two
 //! exceptions: without a source mdev there is nothing to compare, and without a target mdev the
 //! v1 rules (which compare the two guest matrices) are skipped; the latest rules read only the
-//! target's queues and other mdevs, so they still run.
+//! target's queues and other mdevs, so they still run. When neither profile is known both rule
+//! sets apply (`rules: None`); the kernel lines are then the v1 ones, else the latest ones — in
+//! practice never shown, since an unknown profile means a missing mdev or a kernel that cannot
+//! migrate, which refuse earlier.
 
 mod config;
 mod latest;
