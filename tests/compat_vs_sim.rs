@@ -23,6 +23,7 @@ struct HostSpec {
     mdev: Option<(u8, u8, u8)>, // adapters bits, domains bits, control bits
     other: Option<(u8, u8)>,
     migratable: bool,
+    stream: Option<&'static str>,
 }
 
 fn host_spec() -> impl Strategy<Value = HostSpec> {
@@ -36,10 +37,22 @@ fn host_spec() -> impl Strategy<Value = HostSpec> {
         proptest::option::weighted(0.9, (1u8..8, 1u8..16, 0u8..16)),
         proptest::option::weighted(0.15, (1u8..8, 1u8..16)),
         prop_oneof![5 => Just(true), 1 => Just(false)],
+        prop_oneof![4 => Just(None), 1 => Just(Some("v4")), 1 => Just(Some("v5"))],
     )
-        .prop_map(|(types, funcs, vfio_adapters, chkstop, se, control_missing, mdev, other, migratable)| {
-            HostSpec { types, funcs, vfio_adapters, chkstop, se, control_missing, mdev, other, migratable }
-        })
+        .prop_map(
+            |(types, funcs, vfio_adapters, chkstop, se, control_missing, mdev, other, migratable, stream)| HostSpec {
+                types,
+                funcs,
+                vfio_adapters,
+                chkstop,
+                se,
+                control_missing,
+                mdev,
+                other,
+                migratable,
+                stream,
+            },
+        )
 }
 
 fn bits(b: u8, n: u8) -> Mask {
@@ -48,6 +61,7 @@ fn bits(b: u8, n: u8) -> Mask {
 
 fn build(profile: Profile, h: &HostSpec) -> Kernel {
     let mut k = Kernel::new(profile);
+    k.vfio_ap_stream = h.stream.map(String::from);
     k.max_domain_id = 15;
     k.cfg_usage = Mask::from_ids(0..4);
     k.cfg_control = Mask::from_ids(0..4);

@@ -60,7 +60,8 @@ fn run(source: &Kernel, target: &Kernel, uuid: &str) -> Migration {
         // QEMU's vfio-ap device carries a migration blocker on such kernels.
         return Migration::refused(kmsg::console_migration_disabled(uuid));
     }
-    if v1_family(source.profile) != v1_family(target.profile) {
+    let streams_differ = matches!((&source.vfio_ap_stream, &target.vfio_ap_stream), (Some(a), Some(b)) if a != b);
+    if v1_family(source.profile) != v1_family(target.profile) || streams_differ {
         // The two migration streams are not understood by each other.
         return Migration::failed(libc::EINVAL, Vec::new());
     }
@@ -163,7 +164,7 @@ fn latest(source: &Kernel, target: &Kernel, uuid: &str) -> Migration {
     let mut incompatible = false;
     for q in &src {
         let rc = |k: &Kernel| k.tapq_rc(*q).or_else(|| k.queue_functions(*q).is_none().then_some(1));
-        let failed = [source, target].into_iter().find_map(rc);
+        let failed = [target, source].into_iter().find_map(rc);
         if let Some(rc) = failed {
             log.push(kmsg::tapq_failed(uuid, *q, rc));
             tapq_errno.get_or_insert(if rc == 1 { libc::ENODEV } else { libc::EIO });
