@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod ap;
+pub mod api;
 pub mod cmd;
 pub mod compat;
 pub mod sim;

@@ -41,6 +41,8 @@ enum Command {
         #[command(subcommand)]
         command: AgentCommand,
     },
+    /// Print the CustomResourceDefinitions (the checked-in crds/ equals this).
+    Crd,
     /// The simulated s390x AP kernel.
     Sim {
         #[command(subcommand)]
@@ -166,6 +168,7 @@ fn main() -> ExitCode {
             dry_run: a.dry_run,
             output: a.output,
         }),
+        Command::Crd => cmd::crd::run(),
         Command::Sim { command } => match command {
             SimCommand::Dump { machine, dir } => cmd::sim::dump(&machine.machine, machine.profile, &dir),
             SimCommand::Mount { machine, control, dir } => {
