@@ -426,3 +426,7 @@ impl Run<'_> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "exec_tests.rs"]
+mod tests;
