@@ -86,7 +86,8 @@ pub fn restore_steps(
                 }
             }
         }
-        MaskMode::Override => {
+        // The kernel takes override writes only while both masks are all ones.
+        MaskMode::Override if inv.apmask.is_full() && inv.aqmask.is_full() => {
             for q in &own.overrides {
                 let ours = inv.queues.get(q).and_then(|x| x.driver_override.as_deref()) == Some("vfio_ap");
                 if ours && !finals.iter().any(|m| m.contains(*q)) {
