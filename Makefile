@@ -13,17 +13,30 @@ export CRYPTOPASS_MDEVCTL := $(TOOLS_BIN)/mdevctl
 # nextest profile (.config/nextest.toml): `ci` under CI=true, else `default`.
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 
-.PHONY: help test tools preflight fmt fmt-check lint clippy nextest bench demo
+# The test bed (hack/testbed/): a local control plane built from the published Go modules.
+# `make test K8S_VERSION=1.34.4` runs the suite against another release (1.34 is the oldest supported).
+K8S_VERSION ?= 1.37.2
+export K8S_VERSION
+TESTBED := hack/testbed
+# State dirs (git-ignored): one for `make test` (fresh each run), one for humans (`make testbed-up`).
+TESTBED_TEST_STATE ?= $(CURDIR)/.cache/testbed/test
+TESTBED_DEV_STATE ?= $(CURDIR)/.cache/testbed/dev
+
+.PHONY: help test tools preflight fmt fmt-check lint clippy nextest bench demo \
+	testbed testbed-up testbed-down testbed-smoke
 
 help:
 	@echo 'make test    the whole suite: tools, fmt --check, clippy -D warnings, nextest (needs root and /dev/fuse)'
 	@echo 'make tools   install the pinned test tools into $(CRYPTOPASS_CACHE) (cargo-nextest, docutils, mdevctl)'
+	@echo 'make testbed build or restore the control-plane binaries and KubeVirt CRDs (K8S_VERSION=$(K8S_VERSION))'
+	@echo 'make testbed-up / testbed-down   a local control plane for you, in $(TESTBED_DEV_STATE)'
 	@echo 'make fmt     format the code'
 	@echo 'make lint    cargo fmt --check and cargo clippy --all-targets -- -D warnings'
 	@echo 'make bench   cargo bench'
 	@echo 'make demo    the end-to-end demo (arrives with the Kubernetes layer)'
 
-test: preflight tools fmt-check clippy nextest
+# Order: tools, the test bed's binaries, fmt, clippy; then one control plane for the whole suite.
+test: preflight tools testbed fmt-check clippy nextest
 
 # The tests mount simulated sysfs trees with FUSE: that needs root and /dev/fuse.
 preflight:
@@ -48,8 +61,33 @@ clippy:
 
 lint: fmt-check clippy
 
-nextest: tools
+# One control plane, shared by every test (tests isolate themselves by namespace and names), in a
+# fresh state dir; stopped by the trap on success, failure and Ctrl-C.
+nextest: tools testbed
+	@state='$(TESTBED_TEST_STATE)'; \
+	trap 'bash $(TESTBED)/down.sh "$$state"' EXIT; trap 'exit 130' INT TERM HUP; \
+	bash $(TESTBED)/down.sh "$$state" >/dev/null; \
+	bash $(TESTBED)/up.sh "$$state"; \
+	source "$$state/env"; \
+	bash $(TESTBED)/smoke.sh "$$state"; \
+	echo "nextest: CRYPTOPASS_TEST_KUBECONFIG=$$CRYPTOPASS_TEST_KUBECONFIG (Kubernetes $$CRYPTOPASS_K8S_VERSION)"; \
 	$(NEXTEST) run --all-targets --profile $(NEXTEST_PROFILE)
+
+# Build (or restore from $(CRYPTOPASS_CACHE)) etcd, kube-apiserver/-scheduler/-controller-manager,
+# kubectl and the KubeVirt CRDs of K8S_VERSION.
+testbed:
+	bash $(TESTBED)/build.sh
+
+testbed-up: testbed
+	bash $(TESTBED)/up.sh '$(TESTBED_DEV_STATE)'
+	bash $(TESTBED)/smoke.sh '$(TESTBED_DEV_STATE)'
+	@echo 'make testbed-up: now run   source $(TESTBED_DEV_STATE)/env   (kubectl, KUBECONFIG); stop it with make testbed-down'
+
+testbed-down:
+	bash $(TESTBED)/down.sh '$(TESTBED_DEV_STATE)'
+
+testbed-smoke:
+	bash $(TESTBED)/smoke.sh '$(TESTBED_DEV_STATE)'
 
 bench:
 	cargo bench

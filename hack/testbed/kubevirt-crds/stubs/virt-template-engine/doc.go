@@ -1,0 +1,2 @@
+// Package engine is empty: a stand-in, see go.mod.
+package engine
