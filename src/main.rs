@@ -36,11 +36,9 @@ enum Command {
     /// Offline preflight: would a guest with mdev UUID migrate from SOURCE to TARGET?
     /// Exit 0 compatible, 1 incompatible, 2 usage or read error.
     Check(CheckArgs),
-    /// The node agent.
-    Agent {
-        #[command(subcommand)]
-        command: AgentCommand,
-    },
+    /// The node agent: without a subcommand, the long-running agent of one node (watches its
+    /// CryptoNode, applies its mdevs, reports status, renews its Lease) until SIGTERM.
+    Agent(Box<AgentCli>),
     /// Print the CustomResourceDefinitions (the checked-in crds/ equals this).
     Crd,
     /// The simulated s390x AP kernel.
@@ -86,13 +84,20 @@ enum AgentCommand {
 }
 
 #[derive(Args)]
-struct AgentApplyArgs {
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct AgentCli {
+    #[command(subcommand)]
+    command: Option<AgentCommand>,
+    #[command(flatten)]
+    run: AgentRunArgs,
+}
+
+/// What the agent acts on: shared by the long-running agent and `agent apply`.
+#[derive(Args)]
+struct AgentHostArgs {
     /// The directory that plays /sys.
     #[arg(long, default_value = "/sys")]
     sysfs_root: PathBuf,
-    /// YAML or JSON: a list of mdevs (uuid, adapters, domains, controlDomains, migratable) or {mdevs: [...]}.
-    #[arg(long)]
-    desired: PathBuf,
     /// Where the ownership record lives (what the agent created or changed).
     #[arg(long, default_value = "/var/lib/cryptopass")]
     state_dir: PathBuf,
@@ -102,6 +107,46 @@ struct AgentApplyArgs {
     /// Also write mdevctl definitions of the agent's mdevs under DIR/matrix/<uuid> (e.g. /etc/mdevctl.d).
     #[arg(long)]
     mdevctl_dir: Option<PathBuf>,
+}
+
+/// How a long-running component reaches the API server.
+#[derive(Args)]
+struct KubeArgs {
+    /// A kubeconfig file; without it, the in-cluster configuration (or $KUBECONFIG).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The release namespace (the agent's Lease lives there).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "cryptopass")]
+    namespace: String,
+}
+
+#[derive(Args)]
+struct AgentRunArgs {
+    /// This node's name (the CryptoNode's and the Lease's).
+    #[arg(long, env = "NODE_NAME", required = true)]
+    node_name: Option<String>,
+    #[command(flatten)]
+    host: AgentHostArgs,
+    #[command(flatten)]
+    kube: KubeArgs,
+    /// Where /metrics (and /healthz) are served.
+    #[arg(long, default_value = "0.0.0.0:9464")]
+    metrics_addr: std::net::SocketAddr,
+    /// Serve /healthz on this address too (e.g. for a probe on another port).
+    #[arg(long)]
+    health_addr: Option<std::net::SocketAddr>,
+    /// Seconds between re-scans of the host without a spec change.
+    #[arg(long, default_value_t = 5, hide = true)]
+    rescan_seconds: u64,
+}
+
+#[derive(Args)]
+struct AgentApplyArgs {
+    #[command(flatten)]
+    host: AgentHostArgs,
+    /// YAML or JSON: a list of mdevs (uuid, adapters, domains, controlDomains, migratable) or {mdevs: [...]}.
+    #[arg(long)]
+    desired: PathBuf,
     /// Plan only: write nothing.
     #[arg(long)]
     dry_run: bool,
@@ -159,15 +204,18 @@ fn main() -> ExitCode {
             both_ways: a.both_ways,
             output: a.output,
         }),
-        Command::Agent { command: AgentCommand::Apply(a) } => cmd::agent::run(&cmd::agent::ApplyArgs {
-            sysfs_root: a.sysfs_root,
-            desired: a.desired,
-            state_dir: a.state_dir,
-            mode: a.ap_masks,
-            mdevctl_dir: a.mdevctl_dir,
-            dry_run: a.dry_run,
-            output: a.output,
-        }),
+        Command::Agent(agent) => match *agent {
+            AgentCli { command: Some(AgentCommand::Apply(a)), .. } => cmd::agent::run(&cmd::agent::ApplyArgs {
+                sysfs_root: a.host.sysfs_root,
+                desired: a.desired,
+                state_dir: a.host.state_dir,
+                mode: a.host.ap_masks,
+                mdevctl_dir: a.host.mdevctl_dir,
+                dry_run: a.dry_run,
+                output: a.output,
+            }),
+            AgentCli { command: None, run } => agent_run(run),
+        },
         Command::Crd => cmd::crd::run(),
         Command::Sim { command } => match command {
             SimCommand::Dump { machine, dir } => cmd::sim::dump(&machine.machine, machine.profile, &dir),
@@ -178,4 +226,22 @@ fn main() -> ExitCode {
         },
     };
     cmd::exit(result)
+}
+
+/// The long-running agent: exit 0 after SIGTERM/SIGINT, 2 when it cannot start.
+fn agent_run(a: AgentRunArgs) -> cmd::Outcome {
+    let node_name = a.node_name.ok_or_else(|| cmd::Error::Usage("--node-name is required".into()))?;
+    let cfg = cryptopass::agent::run::AgentConfig {
+        node_name,
+        sysfs_root: a.host.sysfs_root,
+        state_dir: a.host.state_dir,
+        mode: a.host.ap_masks,
+        mdevctl_dir: a.host.mdevctl_dir,
+        namespace: a.kube.namespace,
+        kubeconfig: a.kube.kubeconfig,
+        metrics_addr: Some(a.metrics_addr),
+        health_addr: a.health_addr,
+        rescan: std::time::Duration::from_secs(a.rescan_seconds.max(1)),
+    };
+    cryptopass::agent::run::run_blocking(cfg).map(|()| 0).map_err(|e| cmd::Error::Usage(format!("agent: {e}")))
 }

@@ -24,3 +24,11 @@ pub use host::{Host, RootDir};
 pub use ownership::{Ownership, OwnershipStore};
 pub use plan::{MaskMode, Op, Plan, plan};
 pub use reason::{Code, Reason};
+
+// The long-running agent (issue 5): watch the own CryptoNode, apply, report, renew the Lease.
+pub mod lease;
+pub mod metrics;
+pub mod node;
+pub mod pass;
+pub mod run;
+pub mod status;
