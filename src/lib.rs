@@ -8,5 +8,6 @@ pub mod ap;
 pub mod api;
 pub mod cmd;
 pub mod compat;
+pub mod controller;
 pub mod sim;
 pub mod sysfs;
