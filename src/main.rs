@@ -39,6 +39,9 @@ enum Command {
     /// The node agent: without a subcommand, the long-running agent of one node (watches its
     /// CryptoNode, applies its mdevs, reports status, renews its Lease) until SIGTERM.
     Agent(Box<AgentCli>),
+    /// The controller: places each CryptoPassthrough on its active node and standby targets, judges
+    /// every candidate node, writes the desired mdevs, labels prepared nodes, keeps status (until SIGTERM).
+    Controller(ControllerArgs),
     /// Print the CustomResourceDefinitions (the checked-in crds/ equals this).
     Crd,
     /// The simulated s390x AP kernel.
@@ -107,6 +110,32 @@ struct AgentHostArgs {
     /// Also write mdevctl definitions of the agent's mdevs under DIR/matrix/<uuid> (e.g. /etc/mdevctl.d).
     #[arg(long)]
     mdevctl_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ControllerArgs {
+    #[command(flatten)]
+    kube: KubeArgs,
+    #[command(flatten)]
+    serve: ControllerServeArgs,
+    #[command(flatten)]
+    election: ElectionArgs,
+}
+
+/// What the controller serves.
+#[derive(Args)]
+struct ControllerServeArgs {
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, default_value = "0.0.0.0:9465")]
+    metrics_addr: std::net::SocketAddr,
+}
+
+/// Leader election on the Lease `cryptopass-controller` in the release namespace.
+#[derive(Args)]
+struct ElectionArgs {
+    /// This replica's identity in the Lease (default: the pod or host name and the process id).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
 }
 
 /// How a long-running component reaches the API server.
@@ -216,6 +245,12 @@ fn main() -> ExitCode {
             }),
             AgentCli { command: None, run } => agent_run(run),
         },
+        Command::Controller(c) => cmd::controller::run_blocking(cmd::controller::ControllerArgs {
+            kubeconfig: c.kube.kubeconfig,
+            namespace: c.kube.namespace,
+            metrics_addr: c.serve.metrics_addr,
+            identity: c.election.identity,
+        }),
         Command::Crd => cmd::crd::run(),
         Command::Sim { command } => match command {
             SimCommand::Dump { machine, dir } => cmd::sim::dump(&machine.machine, machine.profile, &dir),

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod check;
+pub mod controller;
 pub mod crd;
 pub mod inventory;
 pub mod sim;

@@ -8,14 +8,22 @@
 //! Kubernetes shell: [`run`] wires reflectors, leader election, the `kube::runtime::Controller`
 //! and the HTTP endpoints; [`reconcile`] is fetch → validate → build → apply → status.
 
+pub mod apply;
 pub mod conflict;
+pub mod error;
+pub mod http;
 pub mod inputs;
 pub mod judge;
 pub mod kubevirt;
+pub mod leader;
+pub mod metrics;
 pub mod placement;
 pub mod plan;
 pub mod planned;
+pub mod reconcile;
+pub mod run;
 pub mod status;
+pub mod watch;
 
 #[cfg(test)]
 mod tests;

@@ -109,6 +109,12 @@ fn facts<'a>(
     Facts { view, listed, matches, fresh: view.agent_fresh(cluster.now), entry, observed }
 }
 
+/// The agent lists a desired mdev it has not made yet as `Pending`, and one whose removal waits for
+/// its guest as `MdevInUse`: neither is a failure.
+fn is_failure(e: &MdevError) -> bool {
+    !matches!(e.reason.as_str(), "Pending" | "MdevInUse")
+}
+
 fn reason(code: &str, apqn: Option<String>, message: impl Into<String>) -> VerdictReason {
     VerdictReason { code: code.to_string(), apqn, message: message.into() }
 }
@@ -143,7 +149,7 @@ pub fn place(pt: &CryptoPassthrough, cluster: &Cluster) -> Option<Placement> {
             Some((f.view.name.as_str(), planned_node(&f.view.name, status, &uuid, &matrix, yielding)))
         })
         .collect();
-    let failure = |f: &Facts| f.observed.filter(|_| f.entry).and_then(|o| o.last_error.clone());
+    let failure = |f: &Facts| f.observed.filter(|_| f.entry).and_then(|o| o.last_error.clone()).filter(is_failure);
     let candidates: Vec<&Facts> = listed
         .iter()
         .copied()

@@ -1,0 +1,120 @@
+//! The writes of a reconcile, each skipped when the watch cache already shows the wanted state:
+//! our entries in `CryptoNode.spec.mdevs` and our node labels by server-side apply with one field
+//! manager per passthrough (passthroughs never overwrite each other; applying nothing with that
+//! manager removes what it owned), the status by server-side apply with `.force()` and the
+//! controller's own manager, the finalizer by a merge patch guarded by the resourceVersion.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use super::error::Result;
+use super::placement::Placement;
+use super::watch::Stores;
+use crate::api::{CryptoNode, CryptoPassthrough, CryptoPassthroughStatus, DesiredMdev, FINALIZER, prepared_label};
+
+/// The field manager of a passthrough's CryptoNode entries and node labels.
+pub fn manager(uid: &str) -> String {
+    format!("cryptopass/{uid}")
+}
+
+/// The field manager of CryptoPassthrough status.
+pub const STATUS_MANAGER: &str = "cryptopass-controller";
+
+fn ours(m: &DesiredMdev, uid: &str) -> bool {
+    m.passthrough.as_ref().is_some_and(|p| p.uid == uid)
+}
+
+/// Makes every CryptoNode hold exactly our desired entries; returns the number of writes.
+pub async fn entries(client: &Client, stores: &Stores, uid: &str, p: &Placement) -> Result<usize> {
+    let api: Api<CryptoNode> = Api::all(client.clone());
+    let pp = PatchParams::apply(&manager(uid));
+    let mut writes = 0;
+    let apply = |node: &str, list: Vec<&DesiredMdev>| {
+        let body = json!({
+            "apiVersion": "crypto.s390x.dev/v1alpha1",
+            "kind": "CryptoNode",
+            "metadata": {"name": node},
+            "spec": {"mdevs": list},
+        });
+        let (api, pp, node) = (api.clone(), pp.clone(), node.to_string());
+        async move { api.patch(&node, &pp, &Patch::Apply(&body)).await.map(|_| ()) }
+    };
+    for (node, want) in &p.desired {
+        let cached = stores.cnodes.get(&ObjectRef::new(node));
+        let have = cached.as_ref().and_then(|c| c.spec.mdevs.iter().find(|m| m.uuid == want.uuid));
+        if have != Some(want) {
+            apply(node, vec![want]).await?;
+            writes += 1;
+        }
+    }
+    for c in stores.cnodes.state() {
+        let node = c.name_any();
+        if !p.desired.contains_key(&node) && c.spec.mdevs.iter().any(|m| ours(m, uid)) {
+            apply(&node, Vec::new()).await?;
+            writes += 1;
+        }
+    }
+    Ok(writes)
+}
+
+/// Puts `crypto.s390x.dev/prepared-<uuid>: "true"` on exactly the labeled nodes.
+pub async fn labels(client: &Client, stores: &Stores, uid: &str, p: &Placement) -> Result<usize> {
+    let api: Api<Node> = Api::all(client.clone());
+    let pp = PatchParams::apply(&manager(uid));
+    let key = prepared_label(&p.uuid);
+    let labeled: &BTreeSet<String> = &p.labeled;
+    let mut writes = 0;
+    for n in stores.nodes.state() {
+        let name = n.name_any();
+        let want = labeled.contains(&name);
+        let have = n.labels().get(&key).is_some_and(|v| v == "true");
+        if want == have {
+            continue;
+        }
+        let body = if want {
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {key.clone(): "true"}}})
+        } else {
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+        };
+        api.patch(&name, &pp, &Patch::Apply(&body)).await?;
+        writes += 1;
+    }
+    Ok(writes)
+}
+
+/// Writes the status when it differs from the cached one.
+pub async fn status(
+    api: &Api<CryptoPassthrough>,
+    pt: &CryptoPassthrough,
+    new: &CryptoPassthroughStatus,
+) -> Result<bool> {
+    if pt.status.as_ref() == Some(new) {
+        return Ok(false);
+    }
+    let body = json!({"apiVersion": "crypto.s390x.dev/v1alpha1", "kind": "CryptoPassthrough", "status": new});
+    api.patch_status(&pt.name_any(), &PatchParams::apply(STATUS_MANAGER).force(), &Patch::Apply(&body)).await?;
+    Ok(true)
+}
+
+/// Sets the finalizer list; the resourceVersion makes it fail (409) rather than lose a concurrent edit.
+async fn set_finalizers(api: &Api<CryptoPassthrough>, pt: &CryptoPassthrough, list: Vec<String>) -> Result<()> {
+    let body = json!({"metadata": {"finalizers": list, "resourceVersion": pt.resource_version()}});
+    api.patch(&pt.name_any(), &PatchParams::default(), &Patch::Merge(&body)).await?;
+    Ok(())
+}
+
+pub async fn add_finalizer(api: &Api<CryptoPassthrough>, pt: &CryptoPassthrough) -> Result<()> {
+    let mut list = pt.finalizers().to_vec();
+    list.push(FINALIZER.to_string());
+    set_finalizers(api, pt, list).await
+}
+
+pub async fn remove_finalizer(api: &Api<CryptoPassthrough>, pt: &CryptoPassthrough) -> Result<()> {
+    let list: Vec<String> = pt.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+    set_finalizers(api, pt, list).await
+}

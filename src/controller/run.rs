@@ -1,0 +1,111 @@
+//! `cryptopass controller`: the client, the metrics endpoint, leader election, the reflectors and
+//! the `kube::runtime::Controller` of CryptoPassthroughs, triggered by every kind it reads.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::Controller;
+use kube::runtime::controller::Config as ControllerConfig;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, ResourceExt};
+
+use super::error::Result;
+use super::http::{self, Health};
+use super::leader;
+use super::metrics::Metrics;
+use super::reconcile::{Context, error_policy, reconcile};
+use super::watch::{self, Stores};
+
+/// What `cryptopass controller` is told.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub kubeconfig: Option<PathBuf>,
+    /// The release namespace: agent Leases and the leader Lease live there.
+    pub namespace: String,
+    pub metrics_addr: SocketAddr,
+    /// This replica's identity in the leader Lease (default: hostname and pid).
+    pub identity: Option<String>,
+}
+
+pub async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+fn identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let host = std::env::var("POD_NAME").unwrap_or(host);
+    format!("{host}-{}", std::process::id())
+}
+
+pub async fn run(opts: Options) -> Result<()> {
+    let client = client(opts.kubeconfig.as_ref()).await?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let addr = http::serve(opts.metrics_addr, Health { metrics: metrics.clone(), ready: ready.clone() }).await?;
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+
+    let identity = opts.identity.clone().unwrap_or_else(identity);
+    let (leader_rx, lease_task) = leader::campaign(client.clone(), &opts.namespace, &identity).await?;
+    let (stores, streams) = watch::start(client.clone(), &opts.namespace);
+    {
+        let (stores, ready) = (stores.clone(), ready.clone());
+        tokio::spawn(async move {
+            if stores.wait_until_ready().await.is_ok() {
+                tracing::info!("watch caches synced");
+                ready.store(true, Ordering::Release);
+            }
+        });
+    }
+
+    let reporter = Reporter { controller: "cryptopass-controller".into(), instance: Some(identity.clone()) };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client, reporter),
+        metrics,
+        stores: stores.clone(),
+        leader: leader_rx.clone(),
+    });
+    let (s1, s2, s3, s4, s5) = (stores.clone(), stores.clone(), stores.clone(), stores.clone(), stores.clone());
+    Controller::for_stream(streams.passthroughs, stores.passthroughs.clone())
+        .with_config(ControllerConfig::default().debounce(Duration::from_millis(200)))
+        .watches_stream(streams.cnodes, move |c| s1.related_to_node(&c.name_any()))
+        .watches_stream(streams.nodes, move |n| s2.related_to_node(&n.name_any()))
+        .watches_stream(streams.leases, move |l| {
+            Stores::lease_node(&l).map(|n| s3.related_to_node(&n)).unwrap_or_default()
+        })
+        .watches_stream(streams.vmis, move |v| s4.using_vmi(&v.namespace().unwrap_or_default(), &v.name_any()))
+        .watches_stream(streams.kubevirts, move |_| s5.all())
+        .reconcile_all_on(leader::gained(leader_rx))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            match r {
+                Ok((o, _)) => tracing::debug!(object = %object_name(&o), "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile error"),
+            }
+        })
+        .await;
+    // Every receiver is gone now: the lease task releases the Lease for the next replica.
+    match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
+        Ok(Ok(Ok(_))) => tracing::info!("released the leader Lease"),
+        other => tracing::warn!(?other, "leader Lease not released cleanly"),
+    }
+    Ok(())
+}
+
+fn object_name(o: &ObjectRef<crate::api::CryptoPassthrough>) -> String {
+    format!("{}/{}", o.namespace.as_deref().unwrap_or_default(), o.name)
+}

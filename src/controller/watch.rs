@@ -1,0 +1,199 @@
+//! Reflectors: the controller's only read path. One watch per kind feeds a store (read by every
+//! reconcile through [`Stores::cluster`]) and a trigger stream (which passthroughs to reconcile
+//! when a CryptoNode, Node, Lease, VMI or KubeVirt CR changes).
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use super::inputs::{AGENT_STALE_AFTER, Cluster, NodeView, agent_lease_name};
+use super::kubevirt::{KubeVirt, Vmi, sweep_protection};
+use crate::api::{CryptoNode, CryptoPassthrough};
+
+const LEASE_PREFIX: &str = "cryptopass-agent-";
+
+#[derive(Clone)]
+pub struct Stores {
+    pub namespace: String,
+    pub passthroughs: Store<CryptoPassthrough>,
+    pub cnodes: Store<CryptoNode>,
+    pub nodes: Store<Node>,
+    pub leases: Store<Lease>,
+    pub vmis: Store<Vmi>,
+    pub kubevirts: Store<KubeVirt>,
+}
+
+pub type Trigger<K> = futures::stream::BoxStream<'static, Result<K, watcher::Error>>;
+
+/// The trigger streams; polling them (the Controller does) keeps the stores current.
+pub struct Streams {
+    pub passthroughs: Trigger<CryptoPassthrough>,
+    pub cnodes: Trigger<CryptoNode>,
+    pub nodes: Trigger<Node>,
+    pub leases: Trigger<Lease>,
+    pub vmis: Trigger<Vmi>,
+    pub kubevirts: Trigger<KubeVirt>,
+}
+
+fn strip<K: Resource>(o: &mut K) {
+    o.meta_mut().managed_fields = None;
+    o.meta_mut().annotations = None;
+}
+
+/// A reflector whose store keeps what `trim` leaves of each object.
+fn reflect<K>(
+    api: Api<K>,
+    wc: watcher::Config,
+    trim: fn(&mut K),
+) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, wc).default_backoff().modify(move |o| {
+            strip(o);
+            trim(o)
+        }),
+    )
+    .touched_objects();
+    (reader, stream)
+}
+
+/// Whether an agent Lease is fresh now: renewals of a fresh Lease pass no event on (staleness is
+/// found by the reconcile's requeue), a stale Lease coming back does.
+fn lease_fresh(l: &Lease) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    (renewed(l).is_some_and(|t| Timestamp::now().duration_since(t).unsigned_abs() < AGENT_STALE_AFTER)).hash(&mut h);
+    l.spec.as_ref().and_then(|s| s.holder_identity.clone()).hash(&mut h);
+    Some(h.finish())
+}
+
+/// What of a VMI placement reads.
+fn vmi_placement(v: &Vmi) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    format!("{:?}", v.view()).hash(&mut h);
+    Some(h.finish())
+}
+
+fn renewed(l: &Lease) -> Option<Timestamp> {
+    let s = l.spec.as_ref()?;
+    s.renew_time.as_ref().or(s.acquire_time.as_ref()).map(|t| t.0)
+}
+
+/// Starts the watches (lazily: nothing runs until the streams are polled).
+pub fn start(client: Client, namespace: &str) -> (Stores, Streams) {
+    let wc = watcher::Config::default;
+    let (passthroughs, pt_stream) = reflect(Api::<CryptoPassthrough>::all(client.clone()), wc(), |_| {});
+    let (cnodes, cn_stream) = reflect(Api::<CryptoNode>::all(client.clone()), wc(), |_| {});
+    let (nodes, node_stream) = reflect(Api::<Node>::all(client.clone()), wc(), |n: &mut Node| {
+        n.spec = None;
+        n.status = None;
+    });
+    let (leases, lease_stream) = reflect(Api::<Lease>::namespaced(client.clone(), namespace), wc(), |_| {});
+    let (vmis, vmi_stream) = reflect(Api::<Vmi>::all(client.clone()), wc(), |_| {});
+    let (kubevirts, kv_stream) = reflect(Api::<KubeVirt>::all(client), wc(), |_| {});
+    let cfg = kube::runtime::utils::PredicateConfig::default;
+    let streams = Streams {
+        passthroughs: pt_stream.boxed(),
+        cnodes: cn_stream.boxed(),
+        nodes: node_stream.predicate_filter(predicates::labels, cfg()).boxed(),
+        leases: lease_stream
+            .filter(|l| std::future::ready(l.as_ref().map_or(true, |l| l.name_any().starts_with(LEASE_PREFIX))))
+            .predicate_filter(lease_fresh, cfg())
+            .boxed(),
+        vmis: vmi_stream.predicate_filter(vmi_placement, cfg()).boxed(),
+        kubevirts: kv_stream.predicate_filter(predicates::resource_version, cfg()).boxed(),
+    };
+    let stores = Stores { namespace: namespace.to_string(), passthroughs, cnodes, nodes, leases, vmis, kubevirts };
+    (stores, streams)
+}
+
+impl Stores {
+    /// Every store has its first list.
+    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.passthroughs.wait_until_ready().await?;
+        self.cnodes.wait_until_ready().await?;
+        self.nodes.wait_until_ready().await?;
+        self.leases.wait_until_ready().await?;
+        self.vmis.wait_until_ready().await?;
+        self.kubevirts.wait_until_ready().await
+    }
+
+    /// The inputs of a reconcile, from the caches.
+    pub fn cluster(&self, now: Timestamp) -> Cluster {
+        let nodes = self
+            .nodes
+            .state()
+            .into_iter()
+            .map(|n| {
+                let name = n.name_any();
+                let lease = self.leases.get(&ObjectRef::new(&agent_lease_name(&name)).within(&self.namespace));
+                let view = NodeView {
+                    name: name.clone(),
+                    labels: n.labels().clone(),
+                    lease_renewed: lease.as_deref().and_then(renewed),
+                    cnode: self.cnodes.get(&ObjectRef::new(&name)),
+                };
+                (name, view)
+            })
+            .collect();
+        let vmis =
+            self.vmis.state().iter().map(|v| ((v.namespace().unwrap_or_default(), v.name_any()), v.view())).collect();
+        let kubevirts = self.kubevirts.state();
+        Cluster {
+            now,
+            nodes,
+            passthroughs: self.passthroughs.state(),
+            vmis,
+            sweep: sweep_protection(kubevirts.iter().map(|k| k.as_ref())),
+        }
+    }
+
+    pub fn all(&self) -> Vec<ObjectRef<CryptoPassthrough>> {
+        self.passthroughs.state().iter().map(|p| ObjectRef::from_obj(p.as_ref())).collect()
+    }
+
+    /// Passthroughs that may care about a node: listed there, holding an entry there, or
+    /// selecting it.
+    pub fn related_to_node(&self, node: &str) -> Vec<ObjectRef<CryptoPassthrough>> {
+        let labels = self.nodes.get(&ObjectRef::new(node)).map(|n| n.labels().clone()).unwrap_or_default();
+        let cnode = self.cnodes.get(&ObjectRef::new(node));
+        let uids: Vec<String> = cnode
+            .iter()
+            .flat_map(|c| c.spec.mdevs.iter().filter_map(|m| m.passthrough.as_ref().map(|p| p.uid.clone())))
+            .collect();
+        self.passthroughs
+            .state()
+            .iter()
+            .filter(|p| {
+                p.spec.placement.node_selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+                    || p.status.as_ref().is_some_and(|s| s.nodes.iter().any(|n| n.name == node))
+                    || p.metadata.uid.as_ref().is_some_and(|u| uids.contains(u))
+            })
+            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .collect()
+    }
+
+    pub fn using_vmi(&self, namespace: &str, name: &str) -> Vec<ObjectRef<CryptoPassthrough>> {
+        self.passthroughs
+            .state()
+            .iter()
+            .filter(|p| p.namespace().as_deref() == Some(namespace) && p.spec.vm_name == name)
+            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .collect()
+    }
+
+    /// The node an agent Lease belongs to.
+    pub fn lease_node(lease: &Lease) -> Option<String> {
+        lease.name_any().strip_prefix(LEASE_PREFIX).map(str::to_string)
+    }
+}
