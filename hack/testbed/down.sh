@@ -4,8 +4,9 @@
 # Usage: hack/testbed/down.sh STATE_DIR
 # Stops every process it started: those of the pid files (checked: a stale pid file of a killed run
 # may name someone else's process now) and any etcd/kube-* process whose command line names STATE_DIR
-# (a run killed before it wrote its pid files). SIGTERM to each process group, then SIGKILL after
-# 15 s; waits until they are gone, so that their ports and files are free when it returns.
+# (a run killed before it wrote its pid files). SIGKILL to each process group (or, with
+# CRYPTOPASS_TESTBED_GRACEFUL=1, SIGTERM first and SIGKILL after 15 s, in reverse start order); waits
+# until they are gone, so that their ports and files are free when it returns.
 # Idempotent: nothing running and no STATE_DIR is fine.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,11 +17,10 @@ source "$HERE/lib.sh"
 STATE=$(tb_abs "$1")
 [[ $STATE != / && $STATE != "$HOME" ]] || tb_die "refusing to remove $STATE"
 
-mapfile -t pids < <(tb_find "$STATE")
-if ((${#pids[@]})); then
-    tb_say "stopping ${#pids[@]} process(es) of $STATE: ${pids[*]}"
-    tb_stop "${pids[@]}"
-fi
+# SIGKILL: the state is removed next, so nothing is gained by a graceful stop (which takes 2-3 s per
+# component); CRYPTOPASS_TESTBED_GRACEFUL=1 sends SIGTERM first.
+if [[ ${CRYPTOPASS_TESTBED_GRACEFUL:-0} == 1 ]]; then TB_STOP_SIGNAL=TERM; else TB_STOP_SIGNAL=KILL; fi
+tb_stop_all "$STATE"
 # Refuse to remove anything that does not look like a state dir of ours.
 if [[ -d $STATE ]]; then
     if [[ -n $(ls -A "$STATE") && ! -e $STATE/pki && ! -e $STATE/logs && ! -e $STATE/env ]]; then

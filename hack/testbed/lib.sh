@@ -42,18 +42,20 @@ tb_ours() {
 # of our binaries whose command line names STATE (a run killed before it wrote its pid files).
 tb_find() {
     local state=$1 comp pid p exe
-    for comp in "${TB_COMPONENTS[@]}"; do
-        pid=$(cat "$state/$comp.pid" 2>/dev/null) || continue
-        tb_ours "$state" "$pid" "$comp" && echo "$pid"
-    done
-    for p in /proc/[0-9]*; do
-        exe=$(readlink "$p/exe" 2>/dev/null) || continue
-        exe=${exe##*/}
-        exe=${exe% (deleted)}
+    {
         for comp in "${TB_COMPONENTS[@]}"; do
-            [[ $exe == "$comp" ]] && tb_ours "$state" "${p#/proc/}" "$comp" && echo "${p#/proc/}"
+            pid=$(cat "$state/$comp.pid" 2>/dev/null) || continue
+            if tb_ours "$state" "$pid" "$comp"; then echo "$pid"; fi
         done
-    done | sort -u
+        for p in /proc/[0-9]*; do
+            exe=$(readlink "$p/exe" 2>/dev/null) || continue
+            exe=${exe##*/}
+            exe=${exe% (deleted)}
+            for comp in "${TB_COMPONENTS[@]}"; do
+                if [[ $exe == "$comp" ]] && tb_ours "$state" "${p#/proc/}" "$comp"; then echo "${p#/proc/}"; fi
+            done
+        done
+    } | sort -un
 }
 
 # tb_kill SIGNAL PID...: signals each PID's process group when it leads one, else the PID alone.
@@ -71,28 +73,56 @@ tb_kill() {
 }
 
 # tb_stop PID...: SIGTERM, wait up to 15 s, then SIGKILL and wait until they are gone.
+# With TB_STOP_SIGNAL=KILL: SIGKILL at once (down.sh: the state is thrown away anyway).
 tb_stop() {
     (($#)) || return 0
     local deadline pid alive
-    tb_kill TERM "$@"
-    deadline=$(($(date +%s) + 15))
-    while :; do
-        alive=()
-        for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
-        ((${#alive[@]})) || return 0
-        if (($(date +%s) >= deadline)); then break; fi
-        sleep 0.1
-    done
-    tb_say "still running after SIGTERM, killing: ${alive[*]}"
+    if [[ ${TB_STOP_SIGNAL:-TERM} == KILL ]]; then
+        alive=("$@")
+    else
+        tb_kill TERM "$@"
+        deadline=$(($(date +%s) + 15))
+        while :; do
+            alive=()
+            for pid in "$@"; do if tb_running "$pid"; then alive+=("$pid"); fi; done
+            ((${#alive[@]})) || return 0
+            if (($(date +%s) >= deadline)); then break; fi
+            sleep 0.1
+        done
+        tb_say "still running 15 s after SIGTERM, killing: ${alive[*]}"
+    fi
     tb_kill KILL "${alive[@]}"
     deadline=$(($(date +%s) + 10))
     for pid in "${alive[@]}"; do
-        while kill -0 "$pid" 2>/dev/null; do
-            # A zombie of ours (we are its parent) is gone for every purpose.
-            [[ $(ps -o stat= -p "$pid" 2>/dev/null) == Z* ]] && break
+        while tb_running "$pid"; do
             (($(date +%s) < deadline)) || tb_die "pid $pid survives SIGKILL"
-            sleep 0.1
+            sleep 0.05
         done
+    done
+}
+
+# tb_running PID: alive and not a zombie (a zombie child of ours is gone for every purpose).
+tb_running() {
+    kill -0 "$1" 2>/dev/null && [[ $(ps -o stat= -p "$1" 2>/dev/null) != Z* ]]
+}
+
+# tb_stop_all STATE: stops every process of STATE (tb_find) in reverse start order: scheduler and
+# controller-manager, then the apiserver, then etcd (an apiserver whose etcd is gone does not exit
+# on SIGTERM for a long time).
+tb_stop_all() {
+    local state=$1 pids pid exe group comp batch
+    mapfile -t pids < <(tb_find "$state")
+    ((${#pids[@]})) || return 0
+    tb_say "stopping ${#pids[@]} process(es) of $state: ${pids[*]}"
+    for group in "kube-scheduler kube-controller-manager" kube-apiserver etcd; do
+        batch=()
+        for pid in "${pids[@]}"; do
+            exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
+            exe=${exe##*/}
+            exe=${exe% (deleted)}
+            for comp in $group; do if [[ $exe == "$comp" ]]; then batch+=("$pid"); fi; done
+        done
+        tb_stop "${batch[@]}"
     done
 }
 
@@ -106,6 +136,7 @@ tb_start() {
     printf '\n=== %s: started by testbed\n' "$(date -Is)" >>"$state/logs/$comp.log"
     setsid "$bin" "${args[@]}" </dev/null >>"$state/logs/$comp.log" 2>&1 &
     echo $! >"$state/$comp.pid"
+    disown $! # no "Killed" notice from bash when down.sh or a failed start-up kills it
 }
 
 # tb_check_alive STATE COMPONENT...: fails (with the log tail) when one of them has died.
@@ -114,7 +145,7 @@ tb_check_alive() {
     shift
     for comp in "$@"; do
         pid=$(cat "$state/$comp.pid" 2>/dev/null) || tb_die "$comp: no pid file in $state"
-        if ! kill -0 "$pid" 2>/dev/null || [[ $(ps -o stat= -p "$pid" 2>/dev/null) == Z* ]]; then
+        if ! tb_running "$pid"; then
             printf -- '--- last 30 lines of %s ---\n' "$state/logs/$comp.log" >&2
             tail -n 30 "$state/logs/$comp.log" >&2 || true
             tb_die "$comp (pid $pid) exited during start-up (log: $state/logs/$comp.log)"

@@ -2,13 +2,19 @@
 # Restarts one component of the control plane of STATE_DIR with the same flags and ports (for tests
 # such as "an apiserver restart loses nothing"), and waits until it serves again.
 #
-# Usage: hack/testbed/restart.sh STATE_DIR etcd|kube-apiserver|kube-controller-manager|kube-scheduler
+# Usage: hack/testbed/restart.sh [--kill] STATE_DIR etcd|kube-apiserver|kube-controller-manager|kube-scheduler
+#   default: a graceful stop (SIGTERM; the apiserver takes about 13 s to drain); --kill: SIGKILL, a crash.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
 
-(($# == 2)) || tb_die "usage: $0 STATE_DIR COMPONENT"
+TB_STOP_SIGNAL=TERM
+if [[ ${1:-} == --kill ]]; then
+    TB_STOP_SIGNAL=KILL
+    shift
+fi
+(($# == 2)) || tb_die "usage: $0 [--kill] STATE_DIR COMPONENT"
 STATE=$(tb_abs "$1")
 COMP=$2
 [[ " ${TB_COMPONENTS[*]} " == *" $COMP "* ]] || tb_die "unknown component '$COMP' (${TB_COMPONENTS[*]})"

@@ -55,8 +55,16 @@ ok=0
 cleanup() {
     if ((!ok)); then
         tb_say "start-up failed: stopping what was started; logs kept in $STATE/logs (hack/testbed/down.sh $STATE removes it)"
-        mapfile -t pids < <(tb_find "$STATE")
-        tb_stop "${pids[@]}"
+        TB_STOP_SIGNAL=KILL tb_stop_all "$STATE"
+        # A port chosen free was taken by someone else before our process bound it: try again with
+        # new ports (twice at most).
+        attempt=${CRYPTOPASS_TESTBED_ATTEMPT:-1}
+        if ((attempt < 3)) && grep -qs 'address already in use' "$STATE"/logs/*.log; then
+            tb_say "a port was taken meanwhile (address already in use): starting again with new ports"
+            rm -rf -- "$STATE"
+            trap - EXIT
+            CRYPTOPASS_TESTBED_ATTEMPT=$((attempt + 1)) exec bash "$0" "$STATE"
+        fi
     fi
 }
 trap cleanup EXIT
@@ -165,22 +173,12 @@ readyz() { [[ $(kubectl --request-timeout=2s get --raw /readyz 2>&1) == ok ]]; }
 tb_wait "$STATE" "kube-apiserver /readyz on $SERVER" "etcd kube-apiserver" readyz
 lap "kube-apiserver ready on $SERVER"
 
-# --- controller-manager and scheduler -------------------------------------------------------
+# --- controller-manager, scheduler and KubeVirt -------------------------------------------------
 tb_start "$STATE" kube-controller-manager
 tb_start "$STATE" kube-scheduler
-# Both hold their leader Lease (so they run against this apiserver with their own identities), and
-# the controller-manager's service-account controller (running with its own service-account token)
-# has made the default ServiceAccount.
-lease() { kubectl --request-timeout=2s -n kube-system get lease "$1" -o jsonpath='{.spec.holderIdentity}' | grep -q .; }
-tb_wait "$STATE" "kube-controller-manager's leader Lease" "etcd kube-apiserver kube-controller-manager kube-scheduler" \
-    lease kube-controller-manager
-tb_wait "$STATE" "kube-scheduler's leader Lease" "etcd kube-apiserver kube-controller-manager kube-scheduler" \
-    lease kube-scheduler
-tb_wait "$STATE" "the ServiceAccount default/default" "etcd kube-apiserver kube-controller-manager kube-scheduler" \
-    kubectl --request-timeout=2s -n default get serviceaccount default
-lap "kube-controller-manager and kube-scheduler running"
-
-# --- KubeVirt -------------------------------------------------------------------------------
+ALL="${TB_COMPONENTS[*]}"
+# While they start: the namespace kubevirt and the KubeVirt CRDs (server-side: they exceed the
+# annotation limit of client-side apply).
 printf 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kubevirt\n' |
     kubectl apply --server-side --field-manager=cryptopass-testbed -f - >/dev/null ||
     tb_die "creating the namespace kubevirt failed"
@@ -188,12 +186,21 @@ kubectl apply --server-side --force-conflicts --field-manager=cryptopass-testbed
     tail -n 20 "$STATE/logs/kubevirt-crds.log" >&2
     tb_die "applying the KubeVirt CRDs ($CRDS) failed"
 }
+lap "namespace kubevirt and $(grep -c '^kind: CustomResourceDefinition' "$CRDS") KubeVirt CRDs applied"
 tb_check_alive "$STATE" "${TB_COMPONENTS[@]}"
 kubectl wait --for=condition=Established --timeout="${TB_TIMEOUT}s" -f "$CRDS" >>"$STATE/logs/kubevirt-crds.log" 2>&1 || {
     tail -n 20 "$STATE/logs/kubevirt-crds.log" >&2
     tb_die "the KubeVirt CRDs did not become Established"
 }
-lap "namespace kubevirt and $(grep -c '^kind: CustomResourceDefinition' "$CRDS") KubeVirt CRDs established"
+lap "KubeVirt CRDs established"
+# Both hold their leader Lease (so they run against this apiserver with their own identities), and
+# the controller-manager's service-account controller (running with its own service-account token)
+# has made the default ServiceAccount.
+lease() { kubectl --request-timeout=2s -n kube-system get lease "$1" -o jsonpath='{.spec.holderIdentity}' | grep -q .; }
+tb_wait "$STATE" "kube-controller-manager's leader Lease" "$ALL" lease kube-controller-manager
+tb_wait "$STATE" "kube-scheduler's leader Lease" "$ALL" lease kube-scheduler
+tb_wait "$STATE" "the ServiceAccount default/default" "$ALL" kubectl --request-timeout=2s -n default get serviceaccount default
+lap "kube-controller-manager and kube-scheduler running"
 
 # --- env ------------------------------------------------------------------------------------
 cat >"$STATE/env.tmp" <<EOF
