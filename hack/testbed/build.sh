@@ -19,6 +19,7 @@
 #   testbed/k8s-<version>/         what up.sh uses: bin/ (symlinks to all of the above, for PATH) and
 #                                  kubevirt-crds.yaml; printed on the last line of the output
 # A component whose stamp exists and whose binary still runs is not rebuilt: a warm run takes seconds.
+# shellcheck disable=SC2317 # functions called indirectly (fresh/finish CHECK...)
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-1.37.2}
@@ -52,11 +53,18 @@ done
 
 mkdir -p "$TOOLS" "$STAMPS" "$LOGS" "$WORK" "$CACHE/go"
 # One builder at a time per cache: two runs would race on the same dirs and fight for the cores.
-exec 8>"$CACHE/.testbed-build.lock"
-if ! flock -n 8; then
-    say "another build holds $CACHE/.testbed-build.lock; waiting for it"
-    flock 8
-fi
+# Taken only when something is to be built (a warm run never waits for another K8S_VERSION's build);
+# what was missing is checked again under the lock.
+LOCKED=0
+lock() {
+    ((LOCKED)) && return 0
+    exec 8>"$CACHE/.testbed-build.lock"
+    if ! flock -n 8; then
+        say "another build holds $CACHE/.testbed-build.lock; waiting for it"
+        flock 8
+    fi
+    LOCKED=1
+}
 
 # Go: everything under the cache so that CI can keep it; modules from the proxy only.
 export GOPATH=$CACHE/go/path GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build
@@ -68,10 +76,14 @@ export GOWORK=off
 START=$(date +%s)
 TIMINGS=()
 
-# fresh NAME VERSION CHECK...: true when the stamp exists and CHECK still succeeds.
+# fresh NAME VERSION CHECK...: true when the stamp exists and CHECK still succeeds (checked again
+# under the lock on a miss: another run may have built it meanwhile).
 fresh() {
     local name=$1 version=$2
     shift 2
+    [[ -f $STAMPS/$name-$version ]] && "$@" >/dev/null 2>&1 && return 0
+    ((LOCKED)) && return 1
+    lock
     [[ -f $STAMPS/$name-$version ]] && "$@" >/dev/null 2>&1
 }
 
@@ -177,6 +189,7 @@ build_kubernetes() {
         python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])') ||
         { tail -n 40 "$LOG" >&2; die "go mod download k8s.io/kubernetes@v$K8S_VERSION failed (log: $LOG)"; }
     local n=0
+    # shellcheck disable=SC2013 # module paths have no spaces
     for m in $(sed -n 's|^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/src/.*|\1|p' "$gomod"); do
         run_logged "$LOG" go mod edit "-replace=$m=$m@$STAGING"
         n=$((n + 1))
@@ -285,31 +298,35 @@ EOF
 }
 
 # --- main -------------------------------------------------------------------------------------
-steps=("$@")
-((${#steps[@]})) || steps=(etcd kubernetes kubectl kubevirt-crds)
-for s in "${steps[@]}"; do
-    case $s in
-    etcd) build_etcd ;;
-    kubernetes) build_kubernetes ;;
-    kubectl) build_kubectl ;;
-    kubevirt-crds) build_kubevirt_crds ;;
-    *) die "unknown component '$s' (etcd, kubernetes, kubectl, kubevirt-crds)" ;;
-    esac
-done
-
-# The test bed of this K8S_VERSION: one bin/ for PATH, and the CRDs, for up.sh.
-if ((${#@} == 0)); then
-    TB=$CACHE/testbed/k8s-$K8S_VERSION
-    mkdir -p "$TB/bin"
-    for f in "$TOOLS/etcd-$ETCD_VERSION"/bin/* "$TOOLS/kubernetes-$K8S_VERSION"/bin/* "$TOOLS/kubectl-$K8S_VERSION"/bin/*; do
-        ln -sfn "$f" "$TB/bin/$(basename "$f").tmp.$$"
-        mv -Tf "$TB/bin/$(basename "$f").tmp.$$" "$TB/bin/$(basename "$f")"
+# All in a function: bash parses it whole before running it, so editing this file during a build is safe.
+main() {
+    steps=("$@")
+    ((${#steps[@]})) || steps=(etcd kubernetes kubectl kubevirt-crds)
+    for s in "${steps[@]}"; do
+        case $s in
+        etcd) build_etcd ;;
+        kubernetes) build_kubernetes ;;
+        kubectl) build_kubectl ;;
+        kubevirt-crds) build_kubevirt_crds ;;
+        *) die "unknown component '$s' (etcd, kubernetes, kubectl, kubevirt-crds)" ;;
+        esac
     done
-    ln -sfn "$KV_YAML" "$TB/kubevirt-crds.yaml.tmp.$$"
-    mv -Tf "$TB/kubevirt-crds.yaml.tmp.$$" "$TB/kubevirt-crds.yaml"
-fi
 
-say "timings:"
-for t in "${TIMINGS[@]}"; do say "  $t"; done
-say "done in $(($(date +%s) - START)) s"
-if ((${#@} == 0)); then echo "$CACHE/testbed/k8s-$K8S_VERSION"; fi
+    # The test bed of this K8S_VERSION: one bin/ for PATH, and the CRDs, for up.sh.
+    if ((${#@} == 0)); then
+        TB=$CACHE/testbed/k8s-$K8S_VERSION
+        mkdir -p "$TB/bin"
+        for f in "$TOOLS/etcd-$ETCD_VERSION"/bin/* "$TOOLS/kubernetes-$K8S_VERSION"/bin/* "$TOOLS/kubectl-$K8S_VERSION"/bin/*; do
+            ln -sfn "$f" "$TB/bin/$(basename "$f").tmp.$$"
+            mv -Tf "$TB/bin/$(basename "$f").tmp.$$" "$TB/bin/$(basename "$f")"
+        done
+        ln -sfn "$KV_YAML" "$TB/kubevirt-crds.yaml.tmp.$$"
+        mv -Tf "$TB/kubevirt-crds.yaml.tmp.$$" "$TB/kubevirt-crds.yaml"
+    fi
+
+    say "timings:"
+    for t in "${TIMINGS[@]}"; do say "  $t"; done
+    say "done in $(($(date +%s) - START)) s"
+    if ((${#@} == 0)); then echo "$CACHE/testbed/k8s-$K8S_VERSION"; fi
+}
+main "$@"; exit
