@@ -212,12 +212,15 @@ impl Loop {
         let mut stream = std::pin::pin!(stream);
         let mut tick = tokio::time::interval(self.rescan);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Whether the current (re)list of the watch returned our CryptoNode.
+        let mut listed = false;
         loop {
             tokio::select! {
                 biased;
                 _ = stopped(&mut stop) => return Ok(()),
                 ev = stream.next() => match ev {
                     Some(Ok(Event::Apply(n) | Event::InitApply(n))) => {
+                        listed = true;
                         let changed = n.metadata.generation != self.applied;
                         self.latest = Some(n);
                         if changed {
@@ -226,17 +229,28 @@ impl Loop {
                     }
                     Some(Ok(Event::Delete(_))) => {
                         tracing::warn!("CryptoNode {} was deleted: creating it again", self.name);
-                        self.latest = None;
-                        self.applied = None;
-                        self.step().await;
+                        self.gone().await;
                     }
-                    Some(Ok(Event::Init | Event::InitDone)) => {}
+                    Some(Ok(Event::Init)) => listed = false,
+                    // Deleted before the watch (re)started: no Delete event will tell us.
+                    Some(Ok(Event::InitDone)) if !listed && self.latest.is_some() => {
+                        tracing::warn!("CryptoNode {} is gone: creating it again", self.name);
+                        self.gone().await;
+                    }
+                    Some(Ok(Event::InitDone)) => {}
                     Some(Err(e)) => self.failed(AgentError::Watch(e)),
                     None => return Ok(()),
                 },
                 _ = tick.tick() => self.step().await,
             }
         }
+    }
+
+    /// The CryptoNode is gone: forget it, create it again and apply.
+    async fn gone(&mut self) {
+        self.latest = None;
+        self.applied = None;
+        self.step().await;
     }
 
     fn failed(&self, e: AgentError) {
@@ -280,7 +294,17 @@ impl Loop {
         if previous.as_ref() == Some(&status) {
             return Ok(());
         }
-        let written = self.node.write_status(&status).await?;
+        let written = match self.node.write_status(&status).await {
+            Ok(w) => w,
+            Err(e) => {
+                if matches!(&e, kube::Error::Api(s) if s.code == 404) {
+                    // Deleted meanwhile: the next pass creates it again.
+                    self.latest = None;
+                    self.applied = None;
+                }
+                return Err(e.into());
+            }
+        };
         if let Some(n) = &self.latest {
             self.node.announce(n, previous.as_ref(), &status).await;
         }
