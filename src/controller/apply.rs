@@ -35,12 +35,12 @@ pub async fn entries(client: &Client, stores: &Stores, uid: &str, p: &Placement)
     let pp = PatchParams::apply(&manager(uid));
     let mut writes = 0;
     let apply = |node: &str, list: Vec<&DesiredMdev>| {
-        let body = json!({
-            "apiVersion": "crypto.s390x.dev/v1alpha1",
-            "kind": "CryptoNode",
-            "metadata": {"name": node},
-            "spec": {"mdevs": list},
-        });
+        // Nothing under `spec` gives up every entry this manager owned.
+        let mut body =
+            json!({"apiVersion": "crypto.s390x.dev/v1alpha1", "kind": "CryptoNode", "metadata": {"name": node}});
+        if !list.is_empty() {
+            body["spec"] = json!({"mdevs": list});
+        }
         let (api, pp, node) = (api.clone(), pp.clone(), node.to_string());
         async move { api.patch(&node, &pp, &Patch::Apply(&body)).await.map(|_| ()) }
     };

@@ -59,13 +59,23 @@ pub async fn run(opts: Options) -> Result<()> {
 
     let identity = opts.identity.clone().unwrap_or_else(identity);
     let (leader_rx, lease_task) = leader::campaign(client.clone(), &opts.namespace, &identity).await?;
-    let (stores, streams) = watch::start(client.clone(), &opts.namespace);
+    let (stores, streams, synced) = watch::start(client.clone(), &opts.namespace);
     {
-        let (stores, ready) = (stores.clone(), ready.clone());
+        let ready = ready.clone();
         tokio::spawn(async move {
-            if stores.wait_until_ready().await.is_ok() {
-                tracing::info!("watch caches synced");
-                ready.store(true, Ordering::Release);
+            let mut logged = Vec::new();
+            loop {
+                let pending = synced.pending();
+                if pending.is_empty() {
+                    tracing::info!("watch caches synced");
+                    ready.store(true, Ordering::Release);
+                    return;
+                }
+                if pending != logged {
+                    tracing::debug!(?pending, "waiting for watch caches");
+                    logged = pending;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
     }

@@ -3,6 +3,8 @@
 //! when a CryptoNode, Node, Lease, VMI or KubeVirt CR changes).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -47,25 +49,53 @@ fn strip<K: Resource>(o: &mut K) {
     o.meta_mut().annotations = None;
 }
 
-/// A reflector whose store keeps what `trim` leaves of each object.
+/// A reflector whose store keeps what `trim` leaves of each object; `synced` turns true with the
+/// first complete list. (Readiness is taken from the watch events, not from
+/// `Store::wait_until_ready`: that future keeps only the last waiter's waker, and the Controller
+/// waits on the passthrough store itself.)
 fn reflect<K>(
     api: Api<K>,
     wc: watcher::Config,
     trim: fn(&mut K),
+    synced: Arc<AtomicBool>,
 ) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, wc).default_backoff().modify(move |o| {
-            strip(o);
-            trim(o)
-        }),
-    )
-    .touched_objects();
+    let events = watcher(api, wc).default_backoff().modify(move |o| {
+        strip(o);
+        trim(o)
+    });
+    let stream = reflector::reflector(writer, events)
+        .inspect(move |e| {
+            if matches!(e, Ok(watcher::Event::InitDone)) {
+                synced.store(true, Ordering::Release);
+            }
+        })
+        .touched_objects();
     (reader, stream)
+}
+
+/// One flag per watched kind: its cache has had its first complete list.
+#[derive(Clone, Default)]
+pub struct Synced(Vec<(&'static str, Arc<AtomicBool>)>);
+
+impl Synced {
+    fn flag(&mut self, kind: &'static str) -> Arc<AtomicBool> {
+        let f = Arc::new(AtomicBool::new(false));
+        self.0.push((kind, f.clone()));
+        f
+    }
+
+    /// The kinds whose cache is not synced yet.
+    pub fn pending(&self) -> Vec<&'static str> {
+        self.0.iter().filter(|(_, f)| !f.load(Ordering::Acquire)).map(|(k, _)| *k).collect()
+    }
+
+    pub fn all(&self) -> bool {
+        self.pending().is_empty()
+    }
 }
 
 /// Whether an agent Lease is fresh now: renewals of a fresh Lease pass no event on (staleness is
@@ -90,17 +120,22 @@ fn renewed(l: &Lease) -> Option<Timestamp> {
 }
 
 /// Starts the watches (lazily: nothing runs until the streams are polled).
-pub fn start(client: Client, namespace: &str) -> (Stores, Streams) {
+pub fn start(client: Client, namespace: &str) -> (Stores, Streams, Synced) {
     let wc = watcher::Config::default;
-    let (passthroughs, pt_stream) = reflect(Api::<CryptoPassthrough>::all(client.clone()), wc(), |_| {});
-    let (cnodes, cn_stream) = reflect(Api::<CryptoNode>::all(client.clone()), wc(), |_| {});
-    let (nodes, node_stream) = reflect(Api::<Node>::all(client.clone()), wc(), |n: &mut Node| {
+    let mut synced = Synced::default();
+    let (passthroughs, pt_stream) =
+        reflect(Api::<CryptoPassthrough>::all(client.clone()), wc(), |_| {}, synced.flag("cryptopassthroughs"));
+    let (cnodes, cn_stream) = reflect(Api::<CryptoNode>::all(client.clone()), wc(), |_| {}, synced.flag("cryptonodes"));
+    let trim_node = |n: &mut Node| {
         n.spec = None;
         n.status = None;
-    });
-    let (leases, lease_stream) = reflect(Api::<Lease>::namespaced(client.clone(), namespace), wc(), |_| {});
-    let (vmis, vmi_stream) = reflect(Api::<Vmi>::all(client.clone()), wc(), |_| {});
-    let (kubevirts, kv_stream) = reflect(Api::<KubeVirt>::all(client), wc(), |_| {});
+    };
+    let (nodes, node_stream) = reflect(Api::<Node>::all(client.clone()), wc(), trim_node, synced.flag("nodes"));
+    let (leases, lease_stream) =
+        reflect(Api::<Lease>::namespaced(client.clone(), namespace), wc(), |_| {}, synced.flag("leases"));
+    let (vmis, vmi_stream) =
+        reflect(Api::<Vmi>::all(client.clone()), wc(), |_| {}, synced.flag("virtualmachineinstances"));
+    let (kubevirts, kv_stream) = reflect(Api::<KubeVirt>::all(client), wc(), |_| {}, synced.flag("kubevirts"));
     let cfg = kube::runtime::utils::PredicateConfig::default;
     let streams = Streams {
         passthroughs: pt_stream.boxed(),
@@ -114,20 +149,10 @@ pub fn start(client: Client, namespace: &str) -> (Stores, Streams) {
         kubevirts: kv_stream.predicate_filter(predicates::resource_version, cfg()).boxed(),
     };
     let stores = Stores { namespace: namespace.to_string(), passthroughs, cnodes, nodes, leases, vmis, kubevirts };
-    (stores, streams)
+    (stores, streams, synced)
 }
 
 impl Stores {
-    /// Every store has its first list.
-    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
-        self.passthroughs.wait_until_ready().await?;
-        self.cnodes.wait_until_ready().await?;
-        self.nodes.wait_until_ready().await?;
-        self.leases.wait_until_ready().await?;
-        self.vmis.wait_until_ready().await?;
-        self.kubevirts.wait_until_ready().await
-    }
-
     /// The inputs of a reconcile, from the caches.
     pub fn cluster(&self, now: Timestamp) -> Cluster {
         let nodes = self
