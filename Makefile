@@ -57,7 +57,7 @@ fmt-check:
 	cargo fmt --all -- --check
 
 clippy:
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets -- -D warnings  # benches are compiled and linted here; `make bench` runs them
 
 lint: fmt-check clippy
 
@@ -71,7 +71,7 @@ nextest: tools testbed
 	source "$$state/env"; \
 	bash $(TESTBED)/smoke.sh "$$state"; \
 	echo "nextest: CRYPTOPASS_TEST_KUBECONFIG=$$CRYPTOPASS_TEST_KUBECONFIG (Kubernetes $$CRYPTOPASS_K8S_VERSION)"; \
-	$(NEXTEST) run --all-targets --profile $(NEXTEST_PROFILE)
+	$(NEXTEST) run --lib --bins --tests --profile $(NEXTEST_PROFILE)
 
 # Build (or restore from $(CRYPTOPASS_CACHE)) etcd, kube-apiserver/-scheduler/-controller-manager,
 # kubectl and the KubeVirt CRDs of K8S_VERSION.
