@@ -11,11 +11,25 @@ use std::path::{Path, PathBuf};
 use super::error::Error;
 use crate::ap::{ApFunctions, Mask, QueueStatus};
 
-/// The raw bytes of a file, read to the end.
+/// The raw bytes of a file, read to the end. Sysfs values fit a page: read into one without
+/// asking the file for its size (`read_to_end` would stat it first, a round trip through FUSE for
+/// a number sysfs fakes anyway).
 pub fn read_bytes(path: &Path) -> io::Result<Vec<u8>> {
     let mut f = fs::File::open(path)?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf)?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
     Ok(buf)
 }
 
@@ -67,7 +81,8 @@ pub fn subdirs(path: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
     for entry in fs::read_dir(path).map_err(|e| Error::io(path, e))? {
         let entry = entry.map_err(|e| Error::io(path, e))?;
         let p = entry.path();
-        let is_dir = fs::symlink_metadata(&p).map_err(|e| Error::io(&p, e))?.is_dir();
+        // the type readdir reported: no extra stat per entry
+        let is_dir = entry.file_type().map_err(|e| Error::io(&p, e))?.is_dir();
         if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
             out.push((name.to_string(), p));
         }
