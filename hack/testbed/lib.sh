@@ -84,7 +84,7 @@ tb_stop() {
         deadline=$(($(date +%s) + 15))
         while :; do
             alive=()
-            for pid in "$@"; do if tb_running "$pid"; then alive+=("$pid"); fi; done
+            for pid in "$@"; do if tb_exists "$pid"; then alive+=("$pid"); fi; done
             ((${#alive[@]})) || return 0
             if (($(date +%s) >= deadline)); then break; fi
             sleep 0.1
@@ -94,14 +94,26 @@ tb_stop() {
     tb_kill KILL "${alive[@]}"
     deadline=$(($(date +%s) + 10))
     for pid in "${alive[@]}"; do
-        while tb_running "$pid"; do
+        while tb_exists "$pid"; do
             (($(date +%s) < deadline)) || tb_die "pid $pid survives SIGKILL"
             sleep 0.05
         done
     done
 }
 
-# tb_running PID: alive and not a zombie (a zombie child of ours is gone for every purpose).
+# tb_exists PID: the process still exists and may hold its files and sockets. Stopping waits for this
+# to fail. The leader of a multi-threaded process shows as a zombie while its other threads still
+# exit and hold its sockets (a restart on the same port would fail with "address already in use"),
+# so a zombie counts as gone only once it is the last of its threads (an unreaped zombie, e.g. under
+# a PID 1 that does not reap orphans, holds nothing).
+tb_exists() {
+    kill -0 "$1" 2>/dev/null || return 1
+    [[ $(ps -o stat= -p "$1" 2>/dev/null) == Z* ]] || return 0
+    local tasks=("/proc/$1/task/"*)
+    ((${#tasks[@]} > 1))
+}
+
+# tb_running PID: alive and not a zombie (dying or dead: for start-up checks).
 tb_running() {
     kill -0 "$1" 2>/dev/null && [[ $(ps -o stat= -p "$1" 2>/dev/null) != Z* ]]
 }
