@@ -22,7 +22,7 @@ TESTBED := hack/testbed
 TESTBED_TEST_STATE ?= $(CURDIR)/.cache/testbed/test
 TESTBED_DEV_STATE ?= $(CURDIR)/.cache/testbed/dev
 
-.PHONY: help test tools preflight fmt fmt-check lint clippy nextest bench demo \
+.PHONY: help test tools preflight fmt fmt-check lint clippy nextest bench demo demo-down \
 	testbed testbed-up testbed-down testbed-smoke
 
 help:
@@ -33,7 +33,8 @@ help:
 	@echo 'make fmt     format the code'
 	@echo 'make lint    cargo fmt --check and cargo clippy --all-targets -- -D warnings'
 	@echo 'make bench   cargo bench'
-	@echo 'make demo    the end-to-end demo (arrives with the Kubernetes layer)'
+	@echo 'make demo    a local control plane, three simulated s390x nodes, the operator and a sample passthrough'
+	@echo 'make demo-down   stop the demo and unmount its simulators'
 
 # Order: tools, the test bed's binaries, fmt, clippy; then one control plane for the whole suite.
 test: preflight tools testbed fmt-check clippy nextest
@@ -92,7 +93,11 @@ testbed-smoke:
 bench:
 	cargo bench
 
+# A local control plane, three simulated s390x nodes with their agents, the controller and a sample
+# VM + passthrough; it leaves everything running (hack/demo.sh).
 demo:
-	@echo 'make demo: the demo (a local control plane with simulated s390x nodes, the operator, a sample'
-	@echo 'passthrough and a migration gate) arrives with the Kubernetes layer. Today: the offline tools,'
-	@echo 'see README.md ("Offline tools").'
+	bash hack/demo.sh
+
+# Stops the demo's controller, agents and simulators, unmounts, and stops its control plane.
+demo-down:
+	bash hack/demo-down.sh

@@ -24,11 +24,30 @@ pub fn prepared_label(uuid: &str) -> String {
     format!("{PREFIX}prepared-{uuid}")
 }
 
+/// schemars names Rust integer widths (`uint8`, `uint32`) as formats; the apiserver knows only
+/// `int32`/`int64` and warns on the rest. The ranges stay as `minimum`/`maximum`.
+fn drop_unknown_formats(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if m.get("format")
+                .and_then(|f| f.as_str())
+                .is_some_and(|f| f.starts_with("uint") || f == "int8" || f == "int16")
+            {
+                m.remove("format");
+            }
+            m.values_mut().for_each(drop_unknown_formats);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(drop_unknown_formats),
+        _ => {}
+    }
+}
+
 fn patched(mut crd: CustomResourceDefinition, patch: fn(&mut serde_json::Value)) -> CustomResourceDefinition {
     for v in &mut crd.spec.versions {
         if let Some(s) = v.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
             let mut json = serde_json::to_value(&*s).unwrap_or_default();
             patch(&mut json);
+            drop_unknown_formats(&mut json);
             if let Ok(back) = serde_json::from_value(json) {
                 *s = back;
             }
