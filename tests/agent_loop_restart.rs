@@ -4,6 +4,8 @@
 
 mod support;
 
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DeleteParams};
 use serde_json::json;
 use support::cnode::{self, apply_mdevs, condition, mdev, observed, observed_current};
@@ -12,6 +14,15 @@ use support::{FakeNode, SimAgent, cluster, eventually, machine};
 use cryptopass::api::CryptoNode;
 
 const U1: &str = "4b1d0000-0000-4000-8000-00000000b001";
+
+/// The agent's Lease's `renewTime`.
+async fn renewed(c: &support::Cluster, node: &str) -> Option<MicroTime> {
+    let l = Api::<Lease>::namespaced(c.client.clone(), support::RELEASE_NAMESPACE)
+        .get_opt(&format!("cryptopass-agent-{node}"))
+        .await
+        .ok()??;
+    l.spec?.renew_time
+}
 
 /// Waits until the running agent process has finished `n` passes (its own metrics).
 async fn passes(agent: &SimAgent, n: f64) {
@@ -35,10 +46,17 @@ async fn a_restart_or_a_crash_of_the_agent_loses_nothing_and_writes_nothing() {
     .await;
     let writes = agent.writes();
     assert!(writes >= 2, "create + ap_config at least, got {writes}");
+    let first_renewal = eventually("the Lease", || renewed(&c, &node.name)).await;
 
     agent.restart_agent();
     passes(&agent, 2.0).await;
-    assert_eq!(agent.writes(), writes, "a restarted agent writes nothing to a converged host");
+    assert_eq!(
+        agent.writes(),
+        writes,
+        "a restarted agent writes nothing to a converged host: {:?}\n{}",
+        agent.ctl(json!({"op": "writes"})).writes,
+        agent.log()
+    );
     assert!(agent.has_mdev(U1));
     let after = agent.crypto_node(&c.client).await.unwrap();
     assert!(observed(&after, U1).is_some_and(|o| o.synced && o.managed), "still ours and synced");
@@ -51,6 +69,10 @@ async fn a_restart_or_a_crash_of_the_agent_loses_nothing_and_writes_nothing() {
     let after = agent.crypto_node(&c.client).await.unwrap();
     assert!(observed(&after, U1).is_some_and(|o| o.synced && o.managed));
     assert!(condition(&after, "Synced").unwrap().is_true());
+    eventually("the Lease renewed (every 10 s)", || async {
+        renewed(&c, &node.name).await.filter(|t| *t > first_renewal)
+    })
+    .await;
 }
 
 #[tokio::test]

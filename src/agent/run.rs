@@ -207,8 +207,9 @@ struct Loop {
 impl Loop {
     async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), AgentError> {
         let selector = format!("metadata.name={}", self.name);
-        let stream =
-            watcher::watcher(self.node.api().clone(), watcher::Config::default().fields(&selector)).default_backoff();
+        // A consistent list (not "any" from the watch cache): a stale spec would undo newer work.
+        let config = watcher::Config::default().fields(&selector).list_semantic(watcher::ListSemantic::MostRecent);
+        let stream = watcher::watcher(self.node.api().clone(), config).default_backoff();
         let mut stream = std::pin::pin!(stream);
         let mut tick = tokio::time::interval(self.rescan);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -221,6 +222,10 @@ impl Loop {
                 ev = stream.next() => match ev {
                     Some(Ok(Event::Apply(n) | Event::InitApply(n))) => {
                         listed = true;
+                        if self.is_older(&n) {
+                            tracing::debug!("ignoring an older version of CryptoNode {}", self.name);
+                            continue;
+                        }
                         let changed = n.metadata.generation != self.applied;
                         self.latest = Some(n);
                         if changed {
@@ -244,6 +249,14 @@ impl Loop {
                 _ = tick.tick() => self.step().await,
             }
         }
+    }
+
+    /// Whether `n` is an older spec of the object we hold (a generation never goes back): acting
+    /// on it would undo newer desired state, e.g. remove an mdev just created.
+    fn is_older(&self, n: &CryptoNode) -> bool {
+        self.latest
+            .as_ref()
+            .is_some_and(|l| l.metadata.uid == n.metadata.uid && n.metadata.generation < l.metadata.generation)
     }
 
     /// The CryptoNode is gone: forget it, create it again and apply.
