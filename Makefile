@@ -26,7 +26,7 @@ TESTBED_DEV_STATE ?= $(CURDIR)/.cache/testbed/dev
 	testbed testbed-up testbed-down testbed-smoke
 
 help:
-	@echo 'make test    the whole suite: tools, fmt --check, clippy -D warnings, nextest (needs root and /dev/fuse)'
+	@echo 'make test    the whole suite: tools, test bed, fmt --check, clippy -D warnings, one control plane + nextest (root, /dev/fuse)'
 	@echo 'make tools   install the pinned test tools into $(CRYPTOPASS_CACHE) (cargo-nextest, docutils, mdevctl)'
 	@echo 'make testbed build or restore the control-plane binaries and KubeVirt CRDs (K8S_VERSION=$(K8S_VERSION))'
 	@echo 'make testbed-up / testbed-down   a local control plane for you, in $(TESTBED_DEV_STATE)'

@@ -196,7 +196,8 @@ print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
 # tb_kubeconfig FILE SERVER CA USER TOKEN: a self-contained kubeconfig with token auth.
 tb_kubeconfig() {
     local file=$1 server=$2 ca=$3 user=$4 token=$5
-    umask 077
+    : >"$file.tmp"
+    chmod 600 "$file.tmp"
     cat >"$file.tmp" <<EOF
 apiVersion: v1
 kind: Config

@@ -32,9 +32,10 @@ done
 T_START=$(tb_now_ms)
 lap() { tb_say "$1 ($(($(tb_now_ms) - T_START)) ms)"; }
 
-# Already up and healthy? Then nothing to do.
+# Already up and healthy, with the binaries asked for? Then nothing to do.
 if [[ -f $STATE/env && -f $STATE/admin.kubeconfig ]]; then
     healthy=1
+    grep -qxF "export CRYPTOPASS_TESTBED_BIN=$TB/bin" "$STATE/env" || healthy=0
     for comp in "${TB_COMPONENTS[@]}"; do
         tb_ours "$STATE" "$(cat "$STATE/$comp.pid" 2>/dev/null)" "$comp" || healthy=0
     done
@@ -212,6 +213,7 @@ export CRYPTOPASS_TEST_APISERVER=$SERVER
 export CRYPTOPASS_TEST_CA=$STATE/ca.crt
 export CRYPTOPASS_KUBEVIRT_CRDS=$CRDS
 export CRYPTOPASS_K8S_VERSION=$(kube-apiserver --version | sed 's/^Kubernetes v//')
+export CRYPTOPASS_TESTBED_BIN=$TB/bin
 export PATH=$TB/bin:\$PATH
 EOF
 mv -f "$STATE/env.tmp" "$STATE/env"
