@@ -99,6 +99,21 @@ run_logged() {
     fi
 }
 
+# mod_download MODULE@VERSION FIELD: downloads the module (to the module cache) and prints FIELD of
+# `go mod download -json` (Dir, GoMod); exits with the proxy's error when it fails.
+mod_download() {
+    local json
+    printf '\n$ go mod download -json %s\n' "$1" >>"$LOG"
+    json=$(go mod download -json "$1" 2>>"$LOG") || true
+    printf '%s\n' "$json" >>"$LOG"
+    python3 -c '
+import json, sys
+d = json.loads(sys.argv[1] or "{}")
+if d.get("Error") or not d.get(sys.argv[2]):
+    sys.exit(d.get("Error") or "no " + sys.argv[2])
+print(d[sys.argv[2]])' "$json" "$2" || die "go mod download $1 failed (is the version right? log: $LOG)"
+}
+
 # begin NAME VERSION: a clean work module dir and a fresh log; sets WDIR LOG T0.
 begin() {
     WDIR=$WORK/$1-$2
@@ -185,9 +200,7 @@ build_kubernetes() {
     # k8s.io/kubernetes replaces its k8s.io/* staging modules with ./staging/...: map each of them
     # to its published release instead.
     local gomod m
-    gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" 2>>"$LOG" |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])') ||
-        { tail -n 40 "$LOG" >&2; die "go mod download k8s.io/kubernetes@v$K8S_VERSION failed (log: $LOG)"; }
+    gomod=$(mod_download "k8s.io/kubernetes@v$K8S_VERSION" GoMod)
     local n=0
     # shellcheck disable=SC2013 # module paths have no spaces
     for m in $(sed -n 's|^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/src/.*|\1|p' "$gomod"); do
@@ -252,9 +265,7 @@ build_kubevirt_crds() {
     begin kubevirt-crds "$KUBEVIRT_VERSION"
     cd "$WDIR"
     local kvdir
-    kvdir=$(go mod download -json "kubevirt.io/kubevirt@v$KUBEVIRT_VERSION" 2>>"$LOG" |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') ||
-        { tail -n 40 "$LOG" >&2; die "go mod download kubevirt.io/kubevirt@v$KUBEVIRT_VERSION failed (log: $LOG)"; }
+    kvdir=$(mod_download "kubevirt.io/kubevirt@v$KUBEVIRT_VERSION" Dir)
     # The program, and the two stand-ins for kubevirt.io/virt-template-{api,client-go} (the proxy
     # refuses v0.2.0; kubevirt imports them only through pkg/controller).
     cp -r "$HERE/kubevirt-crds/." .
