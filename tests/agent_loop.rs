@@ -154,3 +154,31 @@ async fn removing_the_entry_removes_the_mdev_but_never_while_a_guest_uses_it() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_write_the_kernel_fails_is_reported_with_its_errno_and_retried_by_the_next_pass() {
+    let c = cluster().await;
+    let node = FakeNode::create(&c, "z16").await;
+    let agent = SimAgent::start(&c, &node, machine("z16-cca")).await;
+    eventually("the CryptoNode", || agent.crypto_node(&c.client)).await;
+    let r = agent.ctl(serde_json::json!({"op": "fail_write", "n": 1, "errno": libc::EIO}));
+    assert!(r.ok, "{:?}", r.error);
+    apply_mdevs(&c.client, &node.name, &cnode::manager("pt-uid-f"), &[mdev(U1, &[1], &[0x45], &[], false)]).await;
+    let cn = eventually("the failure in status", || async {
+        agent
+            .crypto_node(&c.client)
+            .await
+            .filter(|n| observed_current(n) && observed(n, U1).and_then(|o| o.last_error.as_ref()).is_some())
+    })
+    .await;
+    let e = observed(&cn, U1).unwrap().last_error.clone().unwrap();
+    assert_eq!((e.reason.as_str(), e.errno.as_deref()), ("WriteFailed", Some("EIO")), "{e:?}");
+    assert!(e.message.contains("create"), "names the attribute: {}", e.message);
+    assert_eq!(condition(&cn, "Synced").unwrap().reason, "WriteFailed");
+    assert!(agent.metric("cryptopass_agent_sysfs_writes_total{result=\"error\"}").unwrap_or(0.0) >= 1.0);
+    eventually("the next pass creates it", || async {
+        agent.crypto_node(&c.client).await.filter(|n| observed(n, U1).is_some_and(|o| o.synced))
+    })
+    .await;
+    assert!(agent.has_mdev(U1));
+}
