@@ -11,3 +11,4 @@ pub mod compat;
 pub mod controller;
 pub mod sim;
 pub mod sysfs;
+pub mod webhook;

@@ -128,6 +128,13 @@ struct ControllerServeArgs {
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, default_value = "0.0.0.0:9465")]
     metrics_addr: std::net::SocketAddr,
+    /// Serve the migration gate webhooks (HTTPS: /validate-vmim, /mutate-vmim) on this address,
+    /// bound once the watch caches have synced (SO_REUSEPORT).
+    #[arg(long, requires = "webhook_cert_dir")]
+    webhook_addr: Option<std::net::SocketAddr>,
+    /// The webhooks' serving certificate: tls.crt and tls.key (a mounted Secret), reloaded when they change.
+    #[arg(long, requires = "webhook_addr")]
+    webhook_cert_dir: Option<PathBuf>,
 }
 
 /// Leader election on the Lease `cryptopass-controller` in the release namespace.
@@ -250,6 +257,9 @@ fn main() -> ExitCode {
             namespace: c.kube.namespace,
             metrics_addr: c.serve.metrics_addr,
             identity: c.election.identity,
+            webhook: c.serve.webhook_addr.zip(c.serve.webhook_cert_dir).map(|(addr, cert_dir)| {
+                cryptopass::webhook::Options { addr, cert_dir }
+            }),
         }),
         Command::Crd => cmd::crd::run(),
         Command::Sim { command } => match command {

@@ -11,6 +11,7 @@ pub struct ControllerArgs {
     pub namespace: String,
     pub metrics_addr: SocketAddr,
     pub identity: Option<String>,
+    pub webhook: Option<crate::webhook::Options>,
 }
 
 pub fn run_blocking(a: ControllerArgs) -> Outcome {
@@ -23,6 +24,7 @@ pub fn run_blocking(a: ControllerArgs) -> Outcome {
         namespace: a.namespace,
         metrics_addr: a.metrics_addr,
         identity: a.identity,
+        webhook: a.webhook,
     };
     rt.block_on(run(opts)).map(|()| 0).map_err(|e| Error::Usage(format!("controller: {e}")))
 }

@@ -21,6 +21,8 @@ pub enum Error {
     Io { context: String, source: std::io::Error },
     #[error("a watch stream ended: {0}")]
     WatchEnded(&'static str),
+    #[error("webhook server: {0}")]
+    Webhook(#[from] crate::webhook::Error),
 }
 
 impl Error {
@@ -38,6 +40,7 @@ impl Error {
             Error::Kubeconfig(_) | Error::InferConfig(_) => "config",
             Error::Io { .. } => "io",
             Error::WatchEnded(_) => "watch",
+            Error::Webhook(_) => "webhook",
         }
     }
 }

@@ -43,14 +43,26 @@ macro_rules! kubevirt_resource {
     };
 }
 
-/// `kubevirt.io/v1` VirtualMachineInstance: only `status.phase`, `status.nodeName`, `status.conditions`.
+/// `kubevirt.io/v1` VirtualMachineInstance: only `status.phase`, `status.nodeName`, `status.conditions`
+/// (and `spec.nodeSelector`, for the migration gate).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Vmi {
     pub metadata: ObjectMeta,
     #[serde(default)]
+    pub spec: VmiSpec,
+    #[serde(default)]
     pub status: VmiStatus,
 }
 kubevirt_resource!(Vmi, "VirtualMachineInstance", "virtualmachineinstances", NamespaceResourceScope);
+
+/// `spec.nodeSelector`: the webhooks (src/webhook) judge a migration target by the selector its
+/// pod will get, of which this is a part (kubevirt.md §2).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VmiSpec {
+    #[serde(default)]
+    pub node_selector: Option<std::collections::BTreeMap<String, String>>,
+}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

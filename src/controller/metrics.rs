@@ -95,6 +95,11 @@ impl Drop for Timer<'_> {
 }
 
 impl Metrics {
+    /// For other parts of the process to register their metrics (the webhooks' admission metrics).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     pub fn reconcile_started(&self) -> Timer<'_> {
         self.reconcile.get_or_create(&controller()).inc();
         Timer { metrics: self, start: Instant::now() }

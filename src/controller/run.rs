@@ -31,6 +31,8 @@ pub struct Options {
     pub metrics_addr: SocketAddr,
     /// This replica's identity in the leader Lease (default: hostname and pid).
     pub identity: Option<String>,
+    /// Serve the migration gate webhooks (src/webhook) from this process.
+    pub webhook: Option<crate::webhook::Options>,
 }
 
 pub async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client> {
@@ -52,7 +54,12 @@ fn identity() -> String {
 
 pub async fn run(opts: Options) -> Result<()> {
     let client = client(opts.kubeconfig.as_ref()).await?;
-    let metrics = Arc::new(Metrics::default());
+    let admission = crate::webhook::AdmissionMetrics::default();
+    let metrics = {
+        let mut m = Metrics::default();
+        admission.register(m.registry_mut());
+        Arc::new(m)
+    };
     let ready = Arc::new(AtomicBool::new(false));
     let addr = http::serve(opts.metrics_addr, Health { metrics: metrics.clone(), ready: ready.clone() }).await?;
     tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
@@ -60,6 +67,16 @@ pub async fn run(opts: Options) -> Result<()> {
     let identity = opts.identity.clone().unwrap_or_else(identity);
     let (leader_rx, lease_task) = leader::campaign(client.clone(), &opts.namespace, &identity).await?;
     let (stores, streams, synced) = watch::start(client.clone(), &opts.namespace);
+    // The migration gate (src/webhook): every replica serves it from these caches, once synced.
+    if let Some(w) = &opts.webhook {
+        let caches = crate::webhook::Caches {
+            passthroughs: stores.passthroughs.clone(),
+            vmis: stores.vmis.clone(),
+            nodes: stores.nodes.clone(),
+        };
+        let synced = synced.clone();
+        crate::webhook::start(w, crate::webhook::Gate { caches, metrics: admission }, move || synced.all())?;
+    }
     {
         let ready = ready.clone();
         tokio::spawn(async move {

@@ -1,0 +1,92 @@
+//! The migration gate: admission webhooks on `virtualmachineinstancemigrations` CREATE
+//! (architecture.md, "Components" → webhooks, and "Decisions" → "Webhooks", "Node label").
+//!
+//! - [`decide`] (pure, most of the tests): may a VMIM start, given the VMI and its passthroughs?
+//! - [`mutate`] (pure): the JSON patch that steers the target onto prepared nodes.
+//! - [`message`]: the denial texts, short enough for `kubectl` and `virtctl`.
+//! - [`handler`]: the axum routes `/validate-vmim` and `/mutate-vmim`, answering from the watch
+//!   caches ([`Caches`]: the controller's reflector stores, or [`watch`]'s own).
+//! - [`tls`], [`server`]: HTTPS with the certificate of `--webhook-cert-dir`, reloaded per
+//!   connection; the port is bound only once the caches have synced, with SO_REUSEPORT.
+//! - [`metrics`]: `cryptopass_admission_requests_total`, `cryptopass_admission_duration_seconds`.
+//!
+//! Every replica serves (the gate only reads), the leader alone writes.
+
+pub mod decide;
+pub mod error;
+pub mod handler;
+pub mod message;
+pub mod metrics;
+pub mod mutate;
+pub mod server;
+pub mod tls;
+pub mod vmim;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+pub use error::{Error, Result};
+pub use handler::{Caches, Gate, MUTATE_PATH, VALIDATE_PATH, router};
+pub use metrics::AdmissionMetrics;
+
+/// Names of the configurations and webhooks (architecture.md, "Names").
+pub const VALIDATING_CONFIGURATION: &str = "cryptopass-vmim-validate";
+pub const MUTATING_CONFIGURATION: &str = "cryptopass-vmim-mutate";
+pub const VALIDATING_WEBHOOK: &str = "vmim.validate.crypto.s390x.dev";
+pub const MUTATING_WEBHOOK: &str = "vmim.mutate.crypto.s390x.dev";
+
+/// `--webhook-addr A --webhook-cert-dir D`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub addr: SocketAddr,
+    /// Holds `tls.crt` and `tls.key`.
+    pub cert_dir: PathBuf,
+}
+
+/// Loads the serving certificate (an unusable one fails the start), then in the background waits
+/// until `synced()` holds, binds `opts.addr` and serves until SIGTERM or SIGINT.
+pub fn start(opts: &Options, gate: Gate, synced: impl Fn() -> bool + Send + 'static) -> Result<JoinHandle<()>> {
+    let certs = Arc::new(tls::CertDir::load(&opts.cert_dir)?);
+    let addr = opts.addr;
+    Ok(tokio::spawn(async move {
+        while !synced() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let listener = loop {
+            match server::bind(addr) {
+                Ok(l) => break l,
+                Err(e) => {
+                    tracing::error!(error = %e, "webhook port not bound; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        tracing::info!(%addr, "caches synced: serving {VALIDATE_PATH} and {MUTATE_PATH}");
+        server::serve(listener, certs, router(gate), terminated()).await;
+        tracing::info!("webhook server stopped");
+    }))
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn terminated() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;
