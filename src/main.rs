@@ -42,6 +42,10 @@ enum Command {
     /// The controller: places each CryptoPassthrough on its active node and standby targets, judges
     /// every candidate node, writes the desired mdevs, labels prepared nodes, keeps status (until SIGTERM).
     Controller(ControllerArgs),
+    /// Bench only (hack/bench-scale): many simulated nodes, each an in-process FUSE simulator of
+    /// one machine file with its own agent loop, in one process.
+    #[command(hide = true)]
+    AgentFleet(AgentFleetArgs),
     /// Print the CustomResourceDefinitions (the checked-in crds/ equals this).
     Crd,
     /// The simulated s390x AP kernel.
@@ -177,6 +181,26 @@ struct AgentRunArgs {
 }
 
 #[derive(Args)]
+struct AgentFleetArgs {
+    /// Node names are PREFIX0 … PREFIX<count-1>.
+    #[arg(long, default_value = "bench-")]
+    prefix: String,
+    #[arg(long)]
+    count: usize,
+    /// The machine file every node copies.
+    #[arg(long)]
+    machine: PathBuf,
+    /// Mounts and state dirs go under DIR/<node>/.
+    #[arg(long)]
+    work_dir: PathBuf,
+    #[command(flatten)]
+    kube: KubeArgs,
+    /// Seconds between re-scans of each host without a spec change.
+    #[arg(long, default_value_t = 5)]
+    rescan_seconds: u64,
+}
+
+#[derive(Args)]
 struct AgentApplyArgs {
     #[command(flatten)]
     host: AgentHostArgs,
@@ -257,10 +281,13 @@ fn main() -> ExitCode {
             namespace: c.kube.namespace,
             metrics_addr: c.serve.metrics_addr,
             identity: c.election.identity,
-            webhook: c.serve.webhook_addr.zip(c.serve.webhook_cert_dir).map(|(addr, cert_dir)| {
-                cryptopass::webhook::Options { addr, cert_dir }
-            }),
+            webhook: c
+                .serve
+                .webhook_addr
+                .zip(c.serve.webhook_cert_dir)
+                .map(|(addr, cert_dir)| cryptopass::webhook::Options { addr, cert_dir }),
         }),
+        Command::AgentFleet(a) => agent_fleet(a),
         Command::Crd => cmd::crd::run(),
         Command::Sim { command } => match command {
             SimCommand::Dump { machine, dir } => cmd::sim::dump(&machine.machine, machine.profile, &dir),
@@ -289,4 +316,18 @@ fn agent_run(a: AgentRunArgs) -> cmd::Outcome {
         rescan: std::time::Duration::from_secs(a.rescan_seconds.max(1)),
     };
     cryptopass::agent::run::run_blocking(cfg).map(|()| 0).map_err(|e| cmd::Error::Usage(format!("agent: {e}")))
+}
+
+/// `agent-fleet` (hidden): exit 0 after SIGTERM/SIGINT, 2 when it cannot start.
+fn agent_fleet(a: AgentFleetArgs) -> cmd::Outcome {
+    let cfg = cryptopass::agent::fleet::FleetConfig {
+        nodes: (0..a.count).map(|i| format!("{}{i}", a.prefix)).collect(),
+        machine: a.machine,
+        work_dir: a.work_dir,
+        namespace: a.kube.namespace,
+        kubeconfig: a.kube.kubeconfig,
+        mode: cryptopass::agent::MaskMode::Manage,
+        rescan: std::time::Duration::from_secs(a.rescan_seconds.max(1)),
+    };
+    cryptopass::agent::fleet::run_blocking(cfg).map(|()| 0).map_err(|e| cmd::Error::Usage(format!("agent-fleet: {e}")))
 }

@@ -31,4 +31,6 @@ pub mod metrics;
 pub mod node;
 pub mod pass;
 pub mod run;
+// hack/bench-scale only: many simulated nodes and their agents in one process.
+pub mod fleet;
 pub mod status;
