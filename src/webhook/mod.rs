@@ -18,6 +18,7 @@ pub mod handler;
 pub mod message;
 pub mod metrics;
 pub mod mutate;
+pub mod scope;
 pub mod server;
 pub mod tls;
 pub mod vmim;
