@@ -107,6 +107,17 @@ fn lease_fresh(l: &Lease) -> Option<u64> {
     Some(h.finish())
 }
 
+/// What of a CryptoNode placement reads: its spec and its status without the conditions (whose
+/// times change on every agent pass that writes them).
+fn cnode_content(c: &CryptoNode) -> Option<u64> {
+    let mut status = c.status.clone().unwrap_or_default();
+    status.conditions.clear();
+    let text = serde_json::to_string(&(&c.spec, &status)).ok()?;
+    let mut h = DefaultHasher::new();
+    text.hash(&mut h);
+    Some(h.finish())
+}
+
 /// What of a VMI placement reads.
 fn vmi_placement(v: &Vmi) -> Option<u64> {
     let mut h = DefaultHasher::new();
@@ -139,7 +150,7 @@ pub fn start(client: Client, namespace: &str) -> (Stores, Streams, Synced) {
     let cfg = kube::runtime::utils::PredicateConfig::default;
     let streams = Streams {
         passthroughs: pt_stream.boxed(),
-        cnodes: cn_stream.boxed(),
+        cnodes: cn_stream.predicate_filter(cnode_content, cfg()).boxed(),
         nodes: node_stream.predicate_filter(predicates::labels, cfg()).boxed(),
         leases: lease_stream
             .filter(|l| std::future::ready(l.as_ref().map_or(true, |l| l.name_any().starts_with(LEASE_PREFIX))))
