@@ -67,15 +67,19 @@ pub async fn run(opts: Options) -> Result<()> {
     let identity = opts.identity.clone().unwrap_or_else(identity);
     let (leader_rx, lease_task) = leader::campaign(client.clone(), &opts.namespace, &identity).await?;
     let (stores, streams, synced) = watch::start(client.clone(), &opts.namespace);
-    // The migration gate (src/webhook): every replica serves it from these caches, once synced.
+    // The migration gate (src/webhook): every replica serves it from these caches, once synced;
+    // the leader keeps the configurations' matchConditions.
     if let Some(w) = &opts.webhook {
         let caches = crate::webhook::Caches {
             passthroughs: stores.passthroughs.clone(),
             vmis: stores.vmis.clone(),
             nodes: stores.nodes.clone(),
         };
-        let synced = synced.clone();
-        crate::webhook::start(w, crate::webhook::Gate { caches, metrics: admission }, move || synced.all())?;
+        let gate = crate::webhook::Gate { caches, metrics: admission };
+        let probe = synced.clone();
+        crate::webhook::start(w, gate, move || probe.all())?;
+        let (probe, leader) = (synced.clone(), leader_rx.clone());
+        crate::webhook::keep_scope(client.clone(), stores.passthroughs.clone(), leader, move || probe.all());
     }
     {
         let ready = ready.clone();

@@ -9,6 +9,8 @@
 //! - [`tls`], [`server`]: HTTPS with the certificate of `--webhook-cert-dir`, reloaded per
 //!   connection; the port is bound only once the caches have synced, with SO_REUSEPORT.
 //! - [`metrics`]: `cryptopass_admission_requests_total`, `cryptopass_admission_duration_seconds`.
+//! - [`scope`]: the configurations' `matchConditions` (only our VMIs' VMIMs are sent to us), kept
+//!   by the leader.
 //!
 //! Every replica serves (the gate only reads), the leader alone writes.
 
@@ -71,6 +73,17 @@ pub fn start(opts: &Options, gate: Gate, synced: impl Fn() -> bool + Send + 'sta
         server::serve(listener, certs, router(gate), terminated()).await;
         tracing::info!("webhook server stopped");
     }))
+}
+
+/// The leader's [`scope::Keeper`] of both configurations' matchConditions, in the background
+/// until SIGTERM or SIGINT.
+pub fn keep_scope(
+    client: kube::Client,
+    passthroughs: kube::runtime::reflector::Store<crate::api::CryptoPassthrough>,
+    leader: tokio::sync::watch::Receiver<bool>,
+    synced: impl Fn() -> bool + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(scope::Keeper::new(client, passthroughs, leader).run(synced, terminated()))
 }
 
 /// Completes on SIGTERM or SIGINT.

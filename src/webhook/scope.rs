@@ -7,8 +7,23 @@
 //! after its last one is released.
 
 use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
+use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::Store;
+use kube::{Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::{MUTATING_CONFIGURATION, MUTATING_WEBHOOK, VALIDATING_CONFIGURATION, VALIDATING_WEBHOOK};
 use crate::api::CryptoPassthrough;
+
+/// The field manager of the leader's matchConditions.
+pub const FIELD_MANAGER: &str = "cryptopass-webhook-scope";
 
 /// The name of our match condition in both configurations.
 pub const CONDITION: &str = "vmi-uses-a-cryptopassthrough";
@@ -48,6 +63,144 @@ pub fn expression(entries: &BTreeSet<String>) -> String {
     )
 }
 
+/// The server-side apply body that sets our match condition of `webhook` in configuration `name`.
+pub fn apply_body(kind: &str, name: &str, webhook: &str, expression: &str) -> Value {
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": kind,
+        "metadata": {"name": name},
+        "webhooks": [{"name": webhook, "matchConditions": [{"name": CONDITION, "expression": expression}]}],
+    })
+}
+
+/// The leader's task: keeps the match condition of both configurations equal to the passthroughs
+/// in the cache. Writes only while this replica leads and only once the cache has synced (an
+/// empty cache would let our VMIs' VMIMs through unchecked); applies on a change, and again every
+/// `repair` (a `helm upgrade` or an admin may have put `false` back).
+pub struct Keeper {
+    pub client: Client,
+    pub passthroughs: Store<CryptoPassthrough>,
+    pub leader: watch::Receiver<bool>,
+    pub validating: String,
+    pub mutating: String,
+    /// How often the cache is compared with what was applied.
+    pub poll: Duration,
+    pub repair: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ApplyError {
+    #[error("{kind} {name} is not installed")]
+    NotInstalled { kind: &'static str, name: String },
+    #[error("{kind} {name} has no webhook {webhook}")]
+    NoWebhook { kind: &'static str, name: String, webhook: &'static str },
+    #[error("{kind} {name}: {source}")]
+    Kube { kind: &'static str, name: String, source: kube::Error },
+}
+
+trait Configuration:
+    Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + std::fmt::Debug
+{
+    const KIND: &'static str;
+    const WEBHOOK: &'static str;
+    fn webhook_names(&self) -> Vec<&str>;
+}
+
+impl Configuration for ValidatingWebhookConfiguration {
+    const KIND: &'static str = "ValidatingWebhookConfiguration";
+    const WEBHOOK: &'static str = VALIDATING_WEBHOOK;
+    fn webhook_names(&self) -> Vec<&str> {
+        self.webhooks.iter().flatten().map(|w| w.name.as_str()).collect()
+    }
+}
+
+impl Configuration for MutatingWebhookConfiguration {
+    const KIND: &'static str = "MutatingWebhookConfiguration";
+    const WEBHOOK: &'static str = MUTATING_WEBHOOK;
+    fn webhook_names(&self) -> Vec<&str> {
+        self.webhooks.iter().flatten().map(|w| w.name.as_str()).collect()
+    }
+}
+
+async fn apply<C: Configuration>(client: &Client, name: &str, expression: &str) -> Result<(), ApplyError> {
+    let api: Api<C> = Api::all(client.clone());
+    let kube = |source| ApplyError::Kube { kind: C::KIND, name: name.to_string(), source };
+    // Applying to a configuration that is not there would create a broken one.
+    let live = api.get_opt(name).await.map_err(kube)?;
+    let live = live.ok_or_else(|| ApplyError::NotInstalled { kind: C::KIND, name: name.to_string() })?;
+    if !live.webhook_names().contains(&C::WEBHOOK) {
+        return Err(ApplyError::NoWebhook { kind: C::KIND, name: name.to_string(), webhook: C::WEBHOOK });
+    }
+    let body = apply_body(C::KIND, name, C::WEBHOOK, expression);
+    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await.map_err(kube)?;
+    Ok(())
+}
+
+impl Keeper {
+    /// For the configurations of architecture.md ("Names").
+    pub fn new(client: Client, passthroughs: Store<CryptoPassthrough>, leader: watch::Receiver<bool>) -> Keeper {
+        Keeper {
+            client,
+            passthroughs,
+            leader,
+            validating: VALIDATING_CONFIGURATION.to_string(),
+            mutating: MUTATING_CONFIGURATION.to_string(),
+            poll: Duration::from_millis(250),
+            repair: Duration::from_secs(60),
+        }
+    }
+
+    /// Runs until `shutdown` completes (then the leader receiver is dropped).
+    pub async fn run(self, synced: impl Fn() -> bool, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut tick = tokio::time::interval(self.poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut applied: Option<(String, Instant)> = None;
+        let (mut next_try, mut backoff) = (Instant::now(), self.poll);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = tick.tick() => {}
+            }
+            if !*self.leader.borrow() || !synced() {
+                applied = None;
+                continue;
+            }
+            let expression = expression(&entries(self.passthroughs.state().iter().map(|p| p.as_ref())));
+            let fresh = applied.as_ref().is_some_and(|(e, at)| *e == expression && at.elapsed() < self.repair);
+            if fresh || Instant::now() < next_try {
+                continue;
+            }
+            let result = async {
+                apply::<ValidatingWebhookConfiguration>(&self.client, &self.validating, &expression).await?;
+                apply::<MutatingWebhookConfiguration>(&self.client, &self.mutating, &expression).await
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    if applied.as_ref().is_none_or(|(e, _)| *e != expression) {
+                        tracing::info!(
+                            entries = expression.matches(": true").count(),
+                            "webhook matchConditions applied"
+                        );
+                    }
+                    applied = Some((expression, Instant::now()));
+                    backoff = self.poll;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook matchConditions not applied; retrying");
+                    backoff = (backoff * 2).min(self.repair);
+                    next_try = Instant::now() + backoff;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +216,17 @@ mod tests {
         );
         let odd: BTreeSet<String> = ["ns/it's".to_string()].into();
         assert!(expression(&odd).ends_with(r"in {'ns/it\'s': true}"));
+    }
+
+    #[test]
+    fn the_apply_body_sets_only_our_condition_of_one_webhook() {
+        assert_eq!(
+            apply_body("ValidatingWebhookConfiguration", "cfg", "w", "false"),
+            json!({
+                "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+                "metadata": {"name": "cfg"},
+                "webhooks": [{"name": "w", "matchConditions": [{"name": "vmi-uses-a-cryptopassthrough", "expression": "false"}]}],
+            })
+        );
     }
 }

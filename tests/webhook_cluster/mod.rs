@@ -162,17 +162,21 @@ fn scoped(ns: &str) -> Option<LabelSelector> {
 
 impl Registered {
     pub async fn install(c: &Cluster, ns: &str, server: &GateServer, expression: &str) -> Registered {
+        Registered::install_at(c, ns, server.addr, &server.pki.ca_pem(), expression).await
+    }
+
+    /// The same for a server at `addr` trusted through `ca`.
+    pub async fn install_at(c: &Cluster, ns: &str, addr: SocketAddr, ca: &str, expression: &str) -> Registered {
         let (mut m, mut v) = shipped();
         let s = suffix();
-        let ca = server.pki.ca_pem();
         m.metadata.name = Some(format!("{}-{s}", m.metadata.name.as_deref().expect("a name")));
         v.metadata.name = Some(format!("{}-{s}", v.metadata.name.as_deref().expect("a name")));
         for w in m.webhooks.iter_mut().flatten() {
-            w.client_config = client_config(server.addr, "/mutate-vmim", &ca);
+            w.client_config = client_config(addr, "/mutate-vmim", ca);
             w.namespace_selector = scoped(ns);
         }
         for w in v.webhooks.iter_mut().flatten() {
-            w.client_config = client_config(server.addr, "/validate-vmim", &ca);
+            w.client_config = client_config(addr, "/validate-vmim", ca);
             w.namespace_selector = scoped(ns);
         }
         let pp = PostParams { field_manager: Some(TEST_MANAGER.into()), ..PostParams::default() };
@@ -191,11 +195,16 @@ impl Registered {
 
     /// Sets our match condition in both, as the leader does (server-side apply, own field manager).
     pub async fn set_expression(&self, client: &Client, expression: &str) {
+        self.set_expression_as(client, cryptopass::webhook::scope::FIELD_MANAGER, expression).await;
+    }
+
+    /// The same under another field manager (e.g. `helm`).
+    pub async fn set_expression_as(&self, client: &Client, manager: &str, expression: &str) {
         let condition =
             vec![MatchCondition { name: cryptopass::webhook::scope::CONDITION.into(), expression: expression.into() }];
         let mapi: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
         let vapi: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-        let pp = PatchParams::apply("cryptopass-webhook-scope").force();
+        let pp = PatchParams::apply(manager).force();
         let m = json!({
             "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
             "metadata": {"name": self.mutate},
@@ -208,6 +217,22 @@ impl Registered {
         });
         mapi.patch(&self.mutate, &pp, &Patch::Apply(&m)).await.expect("the mutating matchConditions");
         vapi.patch(&self.validate, &pp, &Patch::Apply(&v)).await.expect("the validating matchConditions");
+    }
+}
+
+impl Registered {
+    /// Our match condition's expression in each configuration: (validating, mutating).
+    pub async fn expressions(&self, client: &Client) -> (Option<String>, Option<String>) {
+        let ours = |conds: Option<Vec<MatchCondition>>| {
+            conds.into_iter().flatten().find(|c| c.name == cryptopass::webhook::scope::CONDITION).map(|c| c.expression)
+        };
+        let v =
+            Api::<ValidatingWebhookConfiguration>::all(client.clone()).get(&self.validate).await.expect("validating");
+        let m = Api::<MutatingWebhookConfiguration>::all(client.clone()).get(&self.mutate).await.expect("mutating");
+        (
+            ours(v.webhooks.into_iter().flatten().next().and_then(|w| w.match_conditions)),
+            ours(m.webhooks.into_iter().flatten().next().and_then(|w| w.match_conditions)),
+        )
     }
 }
 
