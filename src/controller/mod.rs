@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod conflict;
 pub mod error;
+pub mod gc;
 pub mod http;
 pub mod inputs;
 pub mod judge;

@@ -16,6 +16,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 
 use super::error::Result;
+use super::gc;
 use super::http::{self, Health};
 use super::leader;
 use super::metrics::Metrics;
@@ -97,6 +98,24 @@ pub async fn run(opts: Options) -> Result<()> {
                     logged = pending;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    }
+
+    {
+        // The orphan sweep: the leader only, from the caches, once they are synced.
+        let (client, stores, ready, leader) = (client.clone(), stores.clone(), ready.clone(), leader_rx.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(gc::PERIOD);
+            loop {
+                tick.tick().await;
+                let leading = *leader.borrow();
+                if leading
+                    && ready.load(Ordering::Acquire)
+                    && let Err(e) = gc::collect(&client, &stores).await
+                {
+                    tracing::warn!(error = %e, "orphan sweep failed");
+                }
             }
         });
     }
