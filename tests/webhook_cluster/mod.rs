@@ -167,10 +167,35 @@ impl Registered {
 
     /// The same for a server at `addr` trusted through `ca`.
     pub async fn install_at(c: &Cluster, ns: &str, addr: SocketAddr, ca: &str, expression: &str) -> Registered {
+        Registered::create(c, ns, addr, ca, expression, Some(&suffix())).await
+    }
+
+    /// Under the shipped names (for the controller's leader, which patches exactly those): only
+    /// for tests in the serial group, which never run beside another user of these names.
+    pub async fn install_shipped(c: &Cluster, ns: &str, addr: SocketAddr, ca: &str) -> Registered {
+        let dp = DeleteParams::default();
+        let _ = Api::<MutatingWebhookConfiguration>::all(c.client.clone())
+            .delete(cryptopass::webhook::MUTATING_CONFIGURATION, &dp)
+            .await;
+        let _ = Api::<ValidatingWebhookConfiguration>::all(c.client.clone())
+            .delete(cryptopass::webhook::VALIDATING_CONFIGURATION, &dp)
+            .await;
+        Registered::create(c, ns, addr, ca, cryptopass::webhook::scope::NOTHING, None).await
+    }
+
+    async fn create(
+        c: &Cluster,
+        ns: &str,
+        addr: SocketAddr,
+        ca: &str,
+        expression: &str,
+        suffix: Option<&str>,
+    ) -> Registered {
         let (mut m, mut v) = shipped();
-        let s = suffix();
-        m.metadata.name = Some(format!("{}-{s}", m.metadata.name.as_deref().expect("a name")));
-        v.metadata.name = Some(format!("{}-{s}", v.metadata.name.as_deref().expect("a name")));
+        if let Some(s) = suffix {
+            m.metadata.name = Some(format!("{}-{s}", m.metadata.name.as_deref().expect("a name")));
+            v.metadata.name = Some(format!("{}-{s}", v.metadata.name.as_deref().expect("a name")));
+        }
         for w in m.webhooks.iter_mut().flatten() {
             w.client_config = client_config(addr, "/mutate-vmim", ca);
             w.namespace_selector = scoped(ns);
