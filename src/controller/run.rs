@@ -102,8 +102,8 @@ pub async fn run(opts: Options) -> Result<()> {
         });
     }
 
-    {
-        // The orphan sweep: the leader only, from the caches, once they are synced.
+    // The orphan sweep: the leader only, from the caches, once they are synced.
+    let sweep = {
         let (client, stores, ready, leader) = (client.clone(), stores.clone(), ready.clone(), leader_rx.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(gc::PERIOD);
@@ -117,8 +117,8 @@ pub async fn run(opts: Options) -> Result<()> {
                     tracing::warn!(error = %e, "orphan sweep failed");
                 }
             }
-        });
-    }
+        })
+    };
 
     let reporter = Reporter { controller: "cryptopass-controller".into(), instance: Some(identity.clone()) };
     let ctx = Arc::new(Context {
@@ -148,7 +148,10 @@ pub async fn run(opts: Options) -> Result<()> {
             }
         })
         .await;
-    // Every receiver is gone now: the lease task releases the Lease for the next replica.
+    // Drop the last receivers of the leader channel: the lease task then releases the Lease, so the
+    // next replica takes over at once instead of after the Lease expired.
+    sweep.abort();
+    let _ = sweep.await;
     match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
         Ok(Ok(Ok(_))) => tracing::info!("released the leader Lease"),
         other => tracing::warn!(?other, "leader Lease not released cleanly"),
