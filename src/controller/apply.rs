@@ -22,6 +22,19 @@ pub fn manager(uid: &str) -> String {
     format!("cryptopass/{uid}")
 }
 
+/// One lock per CryptoNode: this replica's applies to one node go one at a time. Concurrent
+/// server-side applies to one object conflict inside the apiserver and are retried there until
+/// its request deadline (hack/bench-scale/RESULTS.md); in turn they are cheap.
+#[derive(Default)]
+pub struct NodeLocks(std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>);
+
+impl NodeLocks {
+    pub fn of(&self, node: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(node.to_string()).or_default().clone()
+    }
+}
+
 /// The field manager of CryptoPassthrough status.
 pub const STATUS_MANAGER: &str = "cryptopass-controller";
 
@@ -30,7 +43,7 @@ fn ours(m: &DesiredMdev, uid: &str) -> bool {
 }
 
 /// Makes every CryptoNode hold exactly our desired entries; returns the number of writes.
-pub async fn entries(client: &Client, stores: &Stores, uid: &str, p: &Placement) -> Result<usize> {
+pub async fn entries(client: &Client, stores: &Stores, locks: &NodeLocks, uid: &str, p: &Placement) -> Result<usize> {
     let api: Api<CryptoNode> = Api::all(client.clone());
     let pp = PatchParams::apply(&manager(uid));
     let mut writes = 0;
@@ -41,8 +54,11 @@ pub async fn entries(client: &Client, stores: &Stores, uid: &str, p: &Placement)
         if !list.is_empty() {
             body["spec"] = json!({"mdevs": list});
         }
-        let (api, pp, node) = (api.clone(), pp.clone(), node.to_string());
-        async move { api.patch(&node, &pp, &Patch::Apply(&body)).await.map(|_| ()) }
+        let (api, pp, node, lock) = (api.clone(), pp.clone(), node.to_string(), locks.of(node));
+        async move {
+            let _turn = lock.lock().await;
+            api.patch(&node, &pp, &Patch::Apply(&body)).await.map(|_| ())
+        }
     };
     for (node, want) in &p.desired {
         let cached = stores.cnodes.get(&ObjectRef::new(node));

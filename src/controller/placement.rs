@@ -78,6 +78,9 @@ pub struct Placement {
     pub holding: BTreeSet<String>,
     /// When the first fresh agent Lease of a listed node goes stale.
     pub requeue_after: Option<Duration>,
+    /// Before the VM runs: nodes whose fresh agents have not reported an inventory yet, which the
+    /// first placement waits for.
+    pub awaiting: Vec<String>,
 }
 
 /// What one node says about us.
@@ -163,6 +166,18 @@ pub fn place(pt: &CryptoPassthrough, cluster: &Cluster) -> Option<Placement> {
         .collect();
     let has_entry: BTreeSet<&str> = listed.iter().filter(|f| f.entry).map(|f| f.view.name.as_str()).collect();
 
+    // The first placement before the VM runs waits (a bounded while) for the inventories of
+    // agents that just started: chosen among the nodes that happened to report first, it could
+    // prepare a node that turns out incompatible with the rest.
+    let due: Vec<(&str, Duration)> = listed
+        .iter()
+        .filter(|f| !blocked && active.is_none() && f.matches && f.fresh && !planned.contains_key(f.view.name.as_str()))
+        .filter_map(|f| inventory_due_in(f.view, cluster).map(|d| (f.view.name.as_str(), d)))
+        .collect();
+    let inventories_due: Vec<Duration> = due.iter().map(|(_, d)| *d).collect();
+    let awaiting: Vec<String> =
+        if has_entry.is_empty() { due.iter().map(|(n, _)| n.to_string()).collect() } else { Vec::new() };
+
     // Verdicts and the prepared set.
     let mut selected: BTreeSet<String> = BTreeSet::new();
     let (reference, judgements) = match &active {
@@ -184,6 +199,7 @@ pub fn place(pt: &CryptoPassthrough, cluster: &Cluster) -> Option<Placement> {
             }
             (src.map(|_| a.clone()), j)
         }
+        None if has_entry.is_empty() && !inventories_due.is_empty() => (None, BTreeMap::new()),
         None => {
             let names: Vec<&str> =
                 candidates.iter().filter(|f| failure(f).is_none()).map(|f| f.view.name.as_str()).collect();
@@ -278,9 +294,24 @@ pub fn place(pt: &CryptoPassthrough, cluster: &Cluster) -> Option<Placement> {
     let desired =
         nodes.iter().filter(|n| n.desired).map(|n| (n.name.clone(), entry(pt, &uuid, n.role, n.class))).collect();
     let holding = all.iter().filter(|f| f.observed.is_some() || f.entry).map(|f| f.view.name.clone()).collect();
-    let requeue_after =
-        listed.iter().filter_map(|f| f.view.stale_in(cluster.now)).min().map(|d| d + Duration::from_secs(1));
-    Some(Placement { uuid, active, reference, nodes, desired, labeled, conflicts, holding, requeue_after })
+    let requeue_after = listed
+        .iter()
+        .filter_map(|f| f.view.stale_in(cluster.now))
+        .chain(inventories_due.iter().copied())
+        .min()
+        .map(|d| d + Duration::from_secs(1));
+    Some(Placement { uuid, active, reference, nodes, desired, labeled, conflicts, holding, requeue_after, awaiting })
+}
+
+/// How much longer a node with a fresh agent but no inventory yet is worth waiting for: until its
+/// CryptoNode (which the agent creates first) is [`AGENT_STALE_AFTER`] old; no CryptoNode at all
+/// means the agent is only starting.
+fn inventory_due_in(view: &NodeView, cluster: &Cluster) -> Option<Duration> {
+    let Some(created) = view.cnode.as_ref().and_then(|c| c.metadata.creation_timestamp.as_ref()) else {
+        return Some(AGENT_STALE_AFTER);
+    };
+    let age = cluster.now.duration_since(created.0).unsigned_abs();
+    AGENT_STALE_AFTER.checked_sub(age).filter(|d| !d.is_zero())
 }
 
 fn stale_reason(view: &NodeView, cluster: &Cluster) -> VerdictReason {

@@ -34,6 +34,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub stores: Stores,
     pub leader: watch::Receiver<bool>,
+    pub node_locks: apply::NodeLocks,
 }
 
 impl Context {
@@ -65,7 +66,7 @@ pub async fn reconcile(trigger: Arc<CryptoPassthrough>, ctx: Arc<Context>) -> Re
     let cluster = ctx.stores.cluster(Timestamp::now());
     let out = plan(&pt, &cluster).ok_or_else(|| Error::NoUid(format!("{ns}/{name}")))?;
     // Apply.
-    apply::entries(&ctx.client, &ctx.stores, &uid, &out.placement).await?;
+    apply::entries(&ctx.client, &ctx.stores, &ctx.node_locks, &uid, &out.placement).await?;
     if out.placement.conflicts.uuid_in_use.is_none() {
         apply::labels(&ctx.client, &ctx.stores, &uid, &out.placement).await?;
     }
@@ -87,7 +88,16 @@ pub async fn reconcile(trigger: Arc<CryptoPassthrough>, ctx: Arc<Context>) -> Re
 pub fn error_policy(pt: Arc<CryptoPassthrough>, e: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(passthrough = %format!("{}/{}", pt.namespace().unwrap_or_default(), pt.name_any()), error = %e, "reconcile failed");
     ctx.metrics.reconcile_failed(e);
-    Action::requeue(RETRY)
+    Action::requeue(RETRY + jitter(&pt))
+}
+
+/// Up to 5 s more, so that reconciles failing together (an overloaded apiserver answering 429 or
+/// 504) do not come back together.
+fn jitter(pt: &CryptoPassthrough) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (pt.metadata.uid.as_deref(), std::time::SystemTime::now()).hash(&mut h);
+    Duration::from_millis(h.finish() % 5000)
 }
 
 fn truncate(s: &str) -> String {

@@ -23,6 +23,9 @@ use super::metrics::Metrics;
 use super::reconcile::{Context, error_policy, reconcile};
 use super::watch::{self, Stores};
 
+/// Reconciles at once: bounds memory and the load on the apiserver (hack/bench-scale/RESULTS.md).
+const RECONCILE_CONCURRENCY: u16 = 8;
+
 /// What `cryptopass controller` is told.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -127,10 +130,13 @@ pub async fn run(opts: Options) -> Result<()> {
         metrics,
         stores: stores.clone(),
         leader: leader_rx.clone(),
+        node_locks: Default::default(),
     });
     let (s1, s2, s3, s4, s5) = (stores.clone(), stores.clone(), stores.clone(), stores.clone(), stores.clone());
     Controller::for_stream(streams.passthroughs, stores.passthroughs.clone())
-        .with_config(ControllerConfig::default().debounce(Duration::from_millis(200)))
+        .with_config(
+            ControllerConfig::default().debounce(Duration::from_millis(200)).concurrency(RECONCILE_CONCURRENCY),
+        )
         .watches_stream(streams.cnodes, move |c| s1.related_to_node(&c.name_any()))
         .watches_stream(streams.nodes, move |n| s2.related_to_node(&n.name_any()))
         .watches_stream(streams.leases, move |l| {

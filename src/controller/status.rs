@@ -69,6 +69,9 @@ fn ready(pt: &CryptoPassthrough, p: &Placement) -> Condition {
                     names(prepared.into_iter())
                 );
                 Condition::new(READY, true, "Prepared", msg)
+            } else if p.desired.is_empty() && !p.awaiting.is_empty() {
+                let msg = format!("waiting for the first inventories of {}", p.awaiting.join(", "));
+                Condition::new(READY, false, "Preparing", msg)
             } else if p.desired.is_empty() {
                 Condition::new(
                     READY,
@@ -245,9 +248,10 @@ pub fn build(pt: &CryptoPassthrough, p: &Placement, cluster: &Cluster) -> (Crypt
         .collect();
     for n in &nodes {
         let before = previous.nodes.iter().find(|o| o.name == n.name);
-        if before.map(|b| b.verdict.as_str()) != Some(n.verdict.as_str())
-            && (before.is_some() || n.verdict == "Incompatible")
-        {
+        // Into or out of Incompatible only: Unknown turning Equivalent (our mdev revealed the
+        // kernel profile) is the expected course, not news.
+        let was = before.map(|b| b.verdict.as_str());
+        if was != Some(n.verdict.as_str()) && (was == Some("Incompatible")) != (n.verdict == "Incompatible") {
             let first = n.reasons.first().map(|r| format!(": {}: {}", r.code, r.message)).unwrap_or_default();
             let was = before.map(|b| format!(" (was {})", b.verdict)).unwrap_or_default();
             notes.push(Note {
@@ -271,7 +275,9 @@ pub fn build(pt: &CryptoPassthrough, p: &Placement, cluster: &Cluster) -> (Crypt
     (status, notes)
 }
 
-/// An event when a condition changes; on its first appearance only when it is bad news or Ready.
+/// An event when a condition changes. On its first appearance only what deserves attention: a
+/// conflict, a failure, an unprotected KubeVirt, and Ready (transient states such as `Preparing`
+/// would make one event per passthrough for nothing — events are writes too).
 fn condition_note(before: Option<&Condition>, c: &Condition) -> Option<Note> {
     let bad = match c.type_.as_str() {
         CONFLICT | DEGRADED => c.status == "True",
@@ -279,7 +285,11 @@ fn condition_note(before: Option<&Condition>, c: &Condition) -> Option<Note> {
     };
     let changed = match before {
         Some(b) => b.status != c.status || (bad && b.reason != c.reason),
-        None => bad || (c.type_ == READY && c.status == "True"),
+        None => match c.type_.as_str() {
+            CONFLICT | DEGRADED | KUBEVIRT_PROTECTS_MDEVS => bad,
+            READY => c.status == "True",
+            _ => false,
+        },
     };
     changed.then(|| Note {
         warning: bad,

@@ -282,3 +282,26 @@ fn every_candidate_gets_exactly_one_verdict_word() {
         "every APQN of the matrix"
     );
 }
+
+#[test]
+fn the_first_placement_waits_for_agents_that_have_not_reported_an_inventory_yet() {
+    let pt = passthrough("p");
+    // z15-like "old" reported first; "a" and "b" (equivalent to each other) are only starting.
+    let old = host(Kernel::V1).card(1, 13, CCA).card(2, 13, CCA);
+    let w = || World::new().node("old", old.status()).node("a", cex8().status()).node("b", cex8().status());
+    let starting = w().cnode("a", |c| c.status = None).cnode("b", |c| c.status = None);
+    let o = starting.plan(&pt);
+    assert!(o.placement.desired.is_empty(), "nothing is prepared on partial knowledge");
+    assert_eq!(o.condition("Ready").reason, "Preparing");
+    assert!(o.condition("Ready").message.contains("a, b"), "{}", o.condition("Ready").message);
+    assert!(o.placement.requeue_after.is_some());
+    let o = w().plan(&pt);
+    assert_eq!(o.desired_nodes(), vec!["a", "b"]);
+    // A CryptoNode without an inventory for longer than the stale bound no longer holds it up.
+    let mut late = World::new().node("old", old.status()).node("a", cex8().status());
+    late = late.cnode("a", |c| {
+        c.status = None;
+        c.metadata.creation_timestamp = Some(Time(now() - SignedDuration::from_secs(60)));
+    });
+    assert_eq!(late.plan(&pt).desired_nodes(), vec!["old"]);
+}
