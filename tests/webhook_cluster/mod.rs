@@ -97,6 +97,29 @@ impl GateServer {
         text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |n| n.trim().parse().expect("a count"))
     }
 
+    /// The upper bound of the `cryptopass_admission_duration_seconds{webhook}` bucket that holds
+    /// quantile `q` of this server's answers.
+    pub fn duration_bucket(&self, webhook: &str, q: f64) -> Duration {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("an exposition");
+        let prefix = "cryptopass_admission_duration_seconds_bucket{le=\"";
+        let suffix = format!("\",webhook=\"{webhook}\"}}");
+        let buckets: Vec<(f64, u64)> = text
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(prefix)?;
+                let (le, n) = rest.split_once(&suffix)?;
+                Some((le.parse().unwrap_or(f64::INFINITY), n.trim().parse().ok()?))
+            })
+            .collect();
+        let total = buckets.last().map_or(0, |b| b.1);
+        let want = (total as f64 * q).ceil() as u64;
+        buckets
+            .iter()
+            .find(|(_, n)| *n >= want)
+            .map_or(Duration::ZERO, |(le, _)| Duration::from_secs_f64(le.min(3600.0)))
+    }
+
     /// Waits until the gate's cache holds `obj` at least at its resourceVersion.
     pub async fn cached<K>(&self, store: &Store<K>, obj: &K)
     where
