@@ -51,16 +51,38 @@ fn quoted(s: &str) -> String {
     out
 }
 
+/// kube-apiserver refuses a CEL expression longer than this many code points ("expression code
+/// point size exceeds limit"; measured with 1.37).
+pub const MAX_EXPRESSION: usize = 100_000;
+
+fn map_literal<'a>(keys: impl Iterator<Item = &'a str>) -> String {
+    let map: Vec<String> = keys.map(|k| format!("{}: true", quoted(k))).collect();
+    format!("{{{}}}", map.join(", "))
+}
+
 /// The CEL expression that matches the VMIMs of exactly these `namespace/vmi` entries.
 pub fn expression(entries: &BTreeSet<String>) -> String {
     if entries.is_empty() {
         return NOTHING.to_string();
     }
-    let map: Vec<String> = entries.iter().map(|e| format!("{}: true", quoted(e))).collect();
     format!(
-        "has(object.spec.vmiName) && (object.metadata.namespace + '/' + object.spec.vmiName) in {{{}}}",
-        map.join(", ")
+        "has(object.spec.vmiName) && (object.metadata.namespace + '/' + object.spec.vmiName) in {}",
+        map_literal(entries.iter().map(String::as_str))
     )
+}
+
+/// [`expression`] when it fits in [`MAX_EXPRESSION`]; else the VMIMs of every VMI in the
+/// namespaces of the entries; else every VMIM. Too many entries never let one of our VMIs'
+/// VMIMs through unchecked: they widen what an outage of ours blocks instead.
+pub fn bounded_expression(entries: &BTreeSet<String>) -> String {
+    let exact = expression(entries);
+    if exact.chars().count() <= MAX_EXPRESSION {
+        return exact;
+    }
+    let namespaces: BTreeSet<&str> = entries.iter().filter_map(|e| e.split_once('/').map(|(ns, _)| ns)).collect();
+    let wide =
+        format!("has(object.spec.vmiName) && object.metadata.namespace in {}", map_literal(namespaces.into_iter()));
+    if wide.chars().count() <= MAX_EXPRESSION { wide } else { "has(object.spec.vmiName)".to_string() }
 }
 
 /// The server-side apply body that sets our match condition of `webhook` in configuration `name`.
@@ -170,7 +192,7 @@ impl Keeper {
                 applied = None;
                 continue;
             }
-            let expression = expression(&entries(self.passthroughs.state().iter().map(|p| p.as_ref())));
+            let expression = bounded_expression(&entries(self.passthroughs.state().iter().map(|p| p.as_ref())));
             let fresh = applied.as_ref().is_some_and(|(e, at)| *e == expression && at.elapsed() < self.repair);
             if fresh || Instant::now() < next_try {
                 continue;
@@ -216,6 +238,20 @@ mod tests {
         );
         let odd: BTreeSet<String> = ["ns/it's".to_string()].into();
         assert!(expression(&odd).ends_with(r"in {'ns/it\'s': true}"));
+    }
+
+    #[test]
+    fn too_many_entries_widen_the_match_to_their_namespaces_and_then_to_every_vmim() {
+        let few: BTreeSet<String> = ["ns1/vm-a".to_string()].into();
+        assert_eq!(bounded_expression(&few), expression(&few));
+        let many: BTreeSet<String> = (0..5000).map(|i| format!("ns{}/virtual-machine-{i:05}", i % 3)).collect();
+        assert!(expression(&many).len() > MAX_EXPRESSION);
+        assert_eq!(
+            bounded_expression(&many),
+            "has(object.spec.vmiName) && object.metadata.namespace in {'ns0': true, 'ns1': true, 'ns2': true}"
+        );
+        let spread: BTreeSet<String> = (0..20000).map(|i| format!("namespace-{i:05}/vm")).collect();
+        assert_eq!(bounded_expression(&spread), "has(object.spec.vmiName)");
     }
 
     #[test]
