@@ -12,7 +12,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MatchCondition, MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -176,9 +176,14 @@ fn client_config(addr: SocketAddr, path: &str, ca: &str) -> WebhookClientConfig 
     }
 }
 
+/// Only the namespaces `ns` (a comma-separated list): tests never see each other's VMIMs.
 fn scoped(ns: &str) -> Option<LabelSelector> {
     Some(LabelSelector {
-        match_labels: Some([("kubernetes.io/metadata.name".to_string(), ns.to_string())].into()),
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: "kubernetes.io/metadata.name".into(),
+            operator: "In".into(),
+            values: Some(ns.split(',').map(str::to_string).collect()),
+        }]),
         ..LabelSelector::default()
     })
 }
@@ -194,7 +199,8 @@ impl Registered {
     }
 
     /// Under the shipped names (for the controller's leader, which patches exactly those): only
-    /// for tests in the serial group, which never run beside another user of these names.
+    /// for tests in the serial group, which never run beside another user of these names. `ns`
+    /// may list several namespaces, comma-separated.
     pub async fn install_shipped(c: &Cluster, ns: &str, addr: SocketAddr, ca: &str) -> Registered {
         let dp = DeleteParams::default();
         let _ = Api::<MutatingWebhookConfiguration>::all(c.client.clone())
