@@ -287,7 +287,9 @@ check_kubevirt_crds() {
     kinds=$(sed -n 's/^    kind: //p' "$KV_YAML" | sort | tr '\n' ' ')
     echo "kinds: $kinds"
     local k
-    for k in KubeVirt VirtualMachine VirtualMachineInstance VirtualMachineInstanceMigration; do
+    # (virt-controller watches the backup kinds too.)
+    for k in KubeVirt VirtualMachine VirtualMachineInstance VirtualMachineInstanceMigration VirtualMachineBackup \
+        VirtualMachineBackupTracker; do
         grep -qw "$k" <<<"$kinds" || { echo "$KV_YAML lacks the $k CRD"; return 1; }
     done
 }
@@ -320,6 +322,8 @@ build_kubevirt_crds() {
 # --- virt-controller --------------------------------------------------------------------------
 # KubeVirt's own virt-controller (testbed.md): renders virt-launcher pods, places migration targets.
 VC_BIN=$TOOLS/virt-controller-$KUBEVIRT_VERSION/bin/virt-controller
+# ... and its least-privilege RBAC, as kubevirt's virt-operator generates it (virt-controller-rbac/).
+VC_RBAC=$TOOLS/virt-controller-$KUBEVIRT_VERSION/virt-controller-rbac.yaml
 check_virt_controller() {
     local out f
     # No --version flag: its usage must list the flags up.sh passes (and the binary must run at all).
@@ -332,6 +336,7 @@ check_virt_controller() {
         }
     done
     echo "virt-controller $KUBEVIRT_VERSION: --help lists the flags up.sh uses"
+    grep -q '^kind: ClusterRole$' "$VC_RBAC" || { echo "$VC_RBAC lacks the ClusterRole"; return 1; }
 }
 build_virt_controller() {
     if fresh virt-controller "$KUBEVIRT_VERSION" check_virt_controller; then cached virt-controller "$KUBEVIRT_VERSION"; return; fi
@@ -342,6 +347,7 @@ build_virt_controller() {
     # The stand-ins for kubevirt.io/virt-template-{api,client-go,engine} the CRD generator uses too
     # (the proxy refuses v0.2.0; virt-controller needs only a few names of them).
     cp -r "$HERE/kubevirt-crds/stubs" .
+    mkdir rbac && cp "$HERE/virt-controller-rbac/main.go" rbac/
     chmod -R u+w .
     sed -i "s/@K8S_STAGING@/$KUBEVIRT_K8S_STAGING/g" stubs/*/go.mod
     cat >go.mod <<'EOF'
@@ -365,6 +371,8 @@ EOF
         "kubevirt.io/client-go@v$KUBEVIRT_VERSION"
     run_logged "$LOG" go build -trimpath -ldflags "-s -w -X kubevirt.io/client-go/version.gitVersion=v$KUBEVIRT_VERSION" \
         -o "$TOOLS/virt-controller-$KUBEVIRT_VERSION.tmp/bin/virt-controller" kubevirt.io/kubevirt/cmd/virt-controller
+    run_logged "$LOG" go build -trimpath -o virt-controller-rbac ./rbac
+    run_logged "$LOG" ./virt-controller-rbac -namespace kubevirt -o "$TOOLS/virt-controller-$KUBEVIRT_VERSION.tmp/virt-controller-rbac.yaml"
     cd "$HERE"
     finish virt-controller "$KUBEVIRT_VERSION" check_virt_controller
 }
@@ -396,6 +404,8 @@ main() {
         done
         ln -sfn "$KV_YAML" "$TB/kubevirt-crds.yaml.tmp.$$"
         mv -Tf "$TB/kubevirt-crds.yaml.tmp.$$" "$TB/kubevirt-crds.yaml"
+        ln -sfn "$VC_RBAC" "$TB/virt-controller-rbac.yaml.tmp.$$"
+        mv -Tf "$TB/virt-controller-rbac.yaml.tmp.$$" "$TB/virt-controller-rbac.yaml"
     fi
 
     say "timings:"

@@ -4,7 +4,9 @@
 # STATE_DIR layout (all absolute paths; nothing outside it but the cached binaries):
 #   env                      `source` it: KUBECONFIG, CRYPTOPASS_TEST_KUBECONFIG, PATH, ...
 #   admin.kubeconfig         token of `admin` (group system:masters), the apiserver's real CA
-#   <component>.kubeconfig   kube-scheduler / kube-controller-manager, each with its own token identity
+#   <component>.kubeconfig   kube-scheduler / kube-controller-manager / virt-controller, each with its own
+#                            token identity
+#   virt-controller.{crt,key} the self-signed serving certificate of virt-controller (127.0.0.1)
 #   ca.crt                   the CA of the apiserver's serving certificate (from pki/)
 #   pki/                     the apiserver's --cert-dir; sa.key/sa.pub (service-account signing); tokens.csv
 #   etcd-data/               etcd's data dir
@@ -12,7 +14,7 @@
 #   <component>.pid          its pid, which is also its process group (started with setsid)
 #   logs/<component>.log     its output
 #   ports                    the loopback ports chosen for this run
-TB_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler) # start order
+TB_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler virt-controller) # start order
 TB_TIMEOUT=${CRYPTOPASS_TESTBED_TIMEOUT:-120}                             # seconds, per wait
 
 tb_say() { printf 'testbed: %s\n' "$*"; }
@@ -118,15 +120,15 @@ tb_running() {
     kill -0 "$1" 2>/dev/null && [[ $(ps -o stat= -p "$1" 2>/dev/null) != Z* ]]
 }
 
-# tb_stop_all STATE: stops every process of STATE (tb_find) in reverse start order: scheduler and
-# controller-manager, then the apiserver, then etcd (an apiserver whose etcd is gone does not exit
+# tb_stop_all STATE: stops every process of STATE (tb_find) in reverse start order: virt-controller,
+# scheduler and controller-manager, then the apiserver, then etcd (an apiserver whose etcd is gone does not exit
 # on SIGTERM for a long time).
 tb_stop_all() {
     local state=$1 pids pid exe group comp batch
     mapfile -t pids < <(tb_find "$state")
     ((${#pids[@]})) || return 0
     tb_say "stopping ${#pids[@]} process(es) of $state: ${pids[*]}"
-    for group in "kube-scheduler kube-controller-manager" kube-apiserver etcd; do
+    for group in "virt-controller kube-scheduler kube-controller-manager" kube-apiserver etcd; do
         batch=()
         for pid in "${pids[@]}"; do
             exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
@@ -224,4 +226,51 @@ EOF
 tb_bindir() {
     local cache=${CRYPTOPASS_CACHE:-$HOME/.cache/cryptopass}
     echo "${CRYPTOPASS_TESTBED_DIR:-$cache/testbed/k8s-${K8S_VERSION:-1.37.2}}"
+}
+
+# tb_port STATE NAME: the port recorded as NAME in STATE/ports.
+tb_port() {
+    local name port
+    while read -r name port; do
+        if [[ $name == "$2" ]]; then
+            echo "$port"
+            return 0
+        fi
+    done <"$1/ports"
+    return 1
+}
+
+# tb_healthz STATE COMPONENT: COMPONENT's /healthz on its secure port answers ok (kube-scheduler,
+# kube-controller-manager: /healthz is always allowed without credentials; their serving certificates
+# are self-signed in memory, so TLS is not verified here: tb_check_alive makes sure the process on
+# the port is ours).
+tb_healthz() {
+    local port
+    port=$(tb_port "$1" "$2") || return 1
+    [[ $(curl -sk --max-time 2 "https://127.0.0.1:$port/healthz") == ok ]]
+}
+
+# tb_virt_controller_leader STATE: virt-controller answers GET /leader over TLS (verified against its
+# self-signed certificate) with 200 and {"apiserver":{"leader":"true"}}: it holds its Lease and runs
+# its controllers.
+tb_virt_controller_leader() {
+    local port out
+    port=$(tb_port "$1" virt-controller) || return 1
+    out=$(curl -sS --fail --max-time 2 --cacert "$1/virt-controller.crt" "https://127.0.0.1:$port/leader") || return 1
+    echo "$out"
+    [[ $(tr -d ' \n' <<<"$out") == *'"leader":"true"'* ]]
+}
+
+# tb_virt_controller_confined: virt-controller-scope.yaml is in force: a server-side dry-run create
+# of a pod in `default` as virt-controller's user is refused by the policy (KUBECONFIG: the admin).
+tb_virt_controller_confined() {
+    local out
+    if out=$(printf 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: testbed-probe\nspec:\n  containers: [{name: c, image: x}]\n' |
+        kubectl --request-timeout=5s -n default create --dry-run=server -f - \
+            --as=system:serviceaccount:kubevirt:kubevirt-controller 2>&1); then
+        echo "not refused yet: $out"
+        return 1
+    fi
+    echo "$out"
+    grep -q cryptopass-testbed-virt-controller-scope <<<"$out"
 }

@@ -2,7 +2,7 @@
 # Restarts one component of the control plane of STATE_DIR with the same flags and ports (for tests
 # such as "an apiserver restart loses nothing"), and waits until it serves again.
 #
-# Usage: hack/testbed/restart.sh [--kill] STATE_DIR etcd|kube-apiserver|kube-controller-manager|kube-scheduler
+# Usage: hack/testbed/restart.sh [--kill] STATE_DIR etcd|kube-apiserver|kube-controller-manager|kube-scheduler|virt-controller
 #   default: a graceful stop (SIGTERM; the apiserver takes about 13 s to drain); --kill: SIGKILL, a crash.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,10 +22,7 @@ COMP=$2
 # shellcheck source=/dev/null
 source "$STATE/env"
 
-lease_holder() { kubectl --request-timeout=2s -n kube-system get lease "$1" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null; }
 t0=$(tb_now_ms)
-old_holder=
-case $COMP in kube-controller-manager | kube-scheduler) old_holder=$(lease_holder "$COMP" || true) ;; esac
 pid=$(cat "$STATE/$COMP.pid" 2>/dev/null || true)
 if tb_ours "$STATE" "$pid" "$COMP"; then
     tb_stop "$pid"
@@ -40,11 +37,13 @@ kube-apiserver)
     readyz() { [[ $(kubectl --request-timeout=2s get --raw /readyz 2>&1) == ok ]]; }
     tb_wait "$STATE" "kube-apiserver /readyz" "etcd kube-apiserver" readyz
     ;;
-*)
-    # No serving port (--secure-port=0): serving again once the new process holds the leader Lease
-    # (after the old one's lease expires, up to 15 s).
-    new_leader() { local h; h=$(lease_holder "$COMP") && [[ -n $h && $h != "$old_holder" ]]; }
-    tb_wait "$STATE" "$COMP to take the leader Lease" "etcd kube-apiserver $COMP" new_leader
+kube-controller-manager | kube-scheduler)
+    # No leader election: serving again once /healthz of the new process (alive: tb_wait checks) is ok.
+    tb_wait "$STATE" "$COMP /healthz" "etcd kube-apiserver $COMP" tb_healthz "$STATE" "$COMP"
+    ;;
+virt-controller)
+    # Its Lease identity is the hostname: the new process takes the old one's Lease over at once.
+    tb_wait "$STATE" "virt-controller to lead" "etcd kube-apiserver $COMP" tb_virt_controller_leader "$STATE"
     ;;
 esac
 tb_say "$COMP restarted in $(($(tb_now_ms) - t0)) ms"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Smoke check of a running test bed (hack/testbed/up.sh STATE_DIR): TLS with the real CA, token
-# authentication, RBAC, the KubeVirt CRDs, and a fake s390x Node created and deleted by the admin.
+# authentication, RBAC, the KubeVirt CRDs, virt-controller (leading, with kubevirt's least-privilege
+# RBAC), and a fake s390x Node created and deleted by the admin.
 #
 # Usage: hack/testbed/smoke.sh STATE_DIR
 set -euo pipefail
@@ -46,6 +47,23 @@ pass "KubeVirt CRDs (vmim, vmi, vm, kubevirt) Established; namespace kubevirt"
 [[ $(k auth can-i create nodes --as=system:kube-scheduler 2>/dev/null || true) == no ]] ||
     fail "system:kube-scheduler may create nodes: RBAC is not in force"
 pass "RBAC: admin may create nodes, system:kube-scheduler may not"
+
+# KubeVirt's virt-controller: leads (GET /leader over TLS, verified against its certificate), holds its
+# Lease in kubevirt, and runs as its ServiceAccount with kubevirt's roles: it may create pods and
+# patch VMIs, but not delete nodes or read secrets outside kubevirt.
+[[ ${CRYPTOPASS_TEST_VIRT_CONTROLLER:-} == 1 ]] || fail "CRYPTOPASS_TEST_VIRT_CONTROLLER is not 1 in $STATE/env"
+tb_virt_controller_leader "$STATE" >/dev/null || fail "virt-controller does not lead ($CRYPTOPASS_TEST_VIRT_CONTROLLER_URL/leader)"
+[[ -n $(k -n kubevirt get lease virt-controller -o jsonpath='{.spec.holderIdentity}') ]] ||
+    fail "virt-controller holds no Lease kubevirt/virt-controller"
+vc=system:serviceaccount:kubevirt:kubevirt-controller
+[[ $(k auth can-i create pods --as="$vc" -A 2>/dev/null) == yes ]] || fail "$vc may not create pods"
+[[ $(k auth can-i patch virtualmachineinstances.kubevirt.io --as="$vc" -A 2>/dev/null) == yes ]] ||
+    fail "$vc may not patch VMIs"
+[[ $(k auth can-i delete nodes --as="$vc" 2>/dev/null || true) == no ]] || fail "$vc may delete nodes: not least privilege"
+[[ $(k auth can-i get secrets -n default --as="$vc" 2>/dev/null || true) == no ]] ||
+    fail "$vc may read secrets in default: not least privilege"
+tb_virt_controller_confined >/dev/null || fail "virt-controller may write in namespace default (virt-controller-scope.yaml)"
+pass "virt-controller leads over TLS as $vc (RBAC: creates pods, patches VMIs; no node deletes, no secrets outside kubevirt; no writes in namespaces that do not opt in)"
 
 # A service account's token (signed with the test bed's key) authenticates, and RBAC limits it.
 ns=smoke-$$-$RANDOM

@@ -2,8 +2,10 @@
 # Starts a local Kubernetes control plane on loopback, all in STATE_DIR (see lib.sh for its layout):
 # etcd, kube-apiserver (TLS from --cert-dir, RBAC + Node authorization, token identities,
 # service-account signing keys), kube-controller-manager and kube-scheduler (each with its own
-# token identity), on free ports chosen now; then the namespace `kubevirt` and the real KubeVirt
-# CRDs (server-side apply), waited on until Established.
+# token identity, no leader election), on free ports chosen now; then the namespace `kubevirt`, the real
+# KubeVirt CRDs (server-side apply, waited on until Established), and KubeVirt's own virt-controller
+# (testbed.md) as the ServiceAccount kubevirt/kubevirt-controller with the least-privilege RBAC that
+# kubevirt's virt-operator gives it, serving /leader over TLS with a self-signed certificate.
 #
 # Usage: hack/testbed/up.sh STATE_DIR        then: source STATE_DIR/env
 # Env:   K8S_VERSION (which build of hack/testbed/build.sh to run; default 1.37.2),
@@ -24,8 +26,10 @@ for f in "${TB_COMPONENTS[@]}" kubectl; do
     [[ -x $TB/bin/$f ]] || tb_die "$TB/bin/$f is missing: run hack/testbed/build.sh (K8S_VERSION=${K8S_VERSION:-1.37.2}) first"
 done
 CRDS=$(realpath "$TB/kubevirt-crds.yaml" 2>/dev/null) || tb_die "$TB/kubevirt-crds.yaml is missing: run hack/testbed/build.sh first"
+VC_RBAC=$(realpath "$TB/virt-controller-rbac.yaml" 2>/dev/null) ||
+    tb_die "$TB/virt-controller-rbac.yaml is missing: run hack/testbed/build.sh first"
 export PATH=$TB/bin:$PATH
-for cmd in openssl python3 setsid base64; do
+for cmd in openssl python3 setsid base64 curl; do
     command -v "$cmd" >/dev/null 2>&1 || tb_die "'$cmd' is not on PATH"
 done
 
@@ -77,21 +81,29 @@ openssl rsa -in "$STATE/pki/sa.key" -pubout -out "$STATE/pki/sa.pub" 2>/dev/null
 ADMIN_TOKEN=$(openssl rand -hex 32)
 SCHED_TOKEN=$(openssl rand -hex 32)
 KCM_TOKEN=$(openssl rand -hex 32)
+VC_TOKEN=$(openssl rand -hex 32)
+VC_USER=system:serviceaccount:kubevirt:kubevirt-controller
 # token,user,uid[,"groups"]: the admin is in system:masters; the scheduler and the controller-manager
-# are the users the bootstrap RBAC policy grants their (least) privileges to.
+# are the users the bootstrap RBAC policy grants their (least) privileges to; virt-controller is the
+# ServiceAccount kubevirt/kubevirt-controller (a static token of that user: RBAC subjects of kind
+# ServiceAccount match it by name), bound to kubevirt's own roles below.
 cat >"$STATE/pki/tokens.csv" <<EOF
 $ADMIN_TOKEN,admin,admin-uid,"system:masters"
 $SCHED_TOKEN,system:kube-scheduler,kube-scheduler-uid
 $KCM_TOKEN,system:kube-controller-manager,kube-controller-manager-uid
+$VC_TOKEN,$VC_USER,kubevirt-controller-uid,"system:serviceaccounts,system:serviceaccounts:kubevirt"
 EOF
 chmod 600 "$STATE/pki/tokens.csv"
 
 # --- ports and command lines ----------------------------------------------------------------
-read -r P_ETCD P_PEER P_API < <(tb_free_ports 3)
+read -r P_ETCD P_PEER P_API P_KCM P_SCHED P_VC < <(tb_free_ports 6)
 cat >"$STATE/ports" <<EOF
 etcd-client $P_ETCD
 etcd-peer $P_PEER
 kube-apiserver $P_API
+kube-controller-manager $P_KCM
+kube-scheduler $P_SCHED
+virt-controller $P_VC
 EOF
 SERVER=https://127.0.0.1:$P_API
 ETCD=http://127.0.0.1:$P_ETCD
@@ -120,19 +132,35 @@ printf '%s\n' \
     --kubeconfig="$STATE/kube-controller-manager.kubeconfig" \
     --authentication-kubeconfig="$STATE/kube-controller-manager.kubeconfig" \
     --authorization-kubeconfig="$STATE/kube-controller-manager.kubeconfig" \
-    --secure-port=0 \
+    --bind-address=127.0.0.1 --secure-port="$P_KCM" \
     --controllers='*,-nodeipam,-nodelifecycle' \
     --use-service-account-credentials \
     --service-account-private-key-file="$STATE/pki/sa.key" \
     --root-ca-file="$STATE/ca.crt" \
-    --leader-elect=true >"$STATE/kube-controller-manager.args"
+    --leader-elect=false >"$STATE/kube-controller-manager.args"
 
 printf '%s\n' \
     --kubeconfig="$STATE/kube-scheduler.kubeconfig" \
     --authentication-kubeconfig="$STATE/kube-scheduler.kubeconfig" \
     --authorization-kubeconfig="$STATE/kube-scheduler.kubeconfig" \
-    --secure-port=0 \
-    --leader-elect=true >"$STATE/kube-scheduler.args"
+    --bind-address=127.0.0.1 --secure-port="$P_SCHED" \
+    --leader-elect=false >"$STATE/kube-scheduler.args"
+
+# virt-controller: no flag turns its leader election off; a long renew deadline keeps a slow apiserver
+# (a loaded 2-core machine) from costing it its Lease (it exits when it loses it). Its Lease identity
+# is the hostname, so a restarted process takes its own Lease over at once.
+printf '%s\n' \
+    --kubeconfig="$STATE/virt-controller.kubeconfig" \
+    --listen=127.0.0.1 --port="$P_VC" \
+    --launcher-image=virt-launcher:v1.9.0 \
+    --prom-cert-file="$STATE/virt-controller.crt" --prom-key-file="$STATE/virt-controller.key" \
+    --leader-elect-lease-duration=60s --leader-elect-renew-deadline=50s --leader-elect-retry-period=2s \
+    >"$STATE/virt-controller.args"
+openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=virt-controller \
+    -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
+    -keyout "$STATE/virt-controller.key" -out "$STATE/virt-controller.crt" 2>/dev/null ||
+    tb_die "openssl req (virt-controller's certificate) failed"
+chmod 600 "$STATE/virt-controller.key"
 
 # --- etcd -----------------------------------------------------------------------------------
 tb_start "$STATE" etcd
@@ -168,6 +196,7 @@ tb_wait "$STATE" "the apiserver's serving certificate in $STATE/pki" "etcd kube-
 tb_kubeconfig "$STATE/admin.kubeconfig" "$SERVER" "$STATE/ca.crt" admin "$ADMIN_TOKEN"
 tb_kubeconfig "$STATE/kube-scheduler.kubeconfig" "$SERVER" "$STATE/ca.crt" system:kube-scheduler "$SCHED_TOKEN"
 tb_kubeconfig "$STATE/kube-controller-manager.kubeconfig" "$SERVER" "$STATE/ca.crt" system:kube-controller-manager "$KCM_TOKEN"
+tb_kubeconfig "$STATE/virt-controller.kubeconfig" "$SERVER" "$STATE/ca.crt" "$VC_USER" "$VC_TOKEN"
 export KUBECONFIG=$STATE/admin.kubeconfig
 # Over TLS with our CA and the admin token: a different apiserver on this port could not answer.
 readyz() { [[ $(kubectl --request-timeout=2s get --raw /readyz 2>&1) == ok ]]; }
@@ -177,7 +206,7 @@ lap "kube-apiserver ready on $SERVER"
 # --- controller-manager, scheduler and KubeVirt -------------------------------------------------
 tb_start "$STATE" kube-controller-manager
 tb_start "$STATE" kube-scheduler
-ALL="${TB_COMPONENTS[*]}"
+STARTED="etcd kube-apiserver kube-controller-manager kube-scheduler"
 # While they start: the namespace kubevirt and the KubeVirt CRDs (server-side: they exceed the
 # annotation limit of client-side apply).
 printf 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kubevirt\n' |
@@ -188,20 +217,36 @@ kubectl apply --server-side --force-conflicts --field-manager=cryptopass-testbed
     tb_die "applying the KubeVirt CRDs ($CRDS) failed"
 }
 lap "namespace kubevirt and $(grep -c '^kind: CustomResourceDefinition' "$CRDS") KubeVirt CRDs applied"
-tb_check_alive "$STATE" "${TB_COMPONENTS[@]}"
+# shellcheck disable=SC2086 # a list of names
+tb_check_alive "$STATE" $STARTED
 kubectl wait --for=condition=Established --timeout="${TB_TIMEOUT}s" -f "$CRDS" >>"$STATE/logs/kubevirt-crds.log" 2>&1 || {
     tail -n 20 "$STATE/logs/kubevirt-crds.log" >&2
     tb_die "the KubeVirt CRDs did not become Established"
 }
 lap "KubeVirt CRDs established"
-# Both hold their leader Lease (so they run against this apiserver with their own identities), and
-# the controller-manager's service-account controller (running with its own service-account token)
-# has made the default ServiceAccount.
-lease() { kubectl --request-timeout=2s -n kube-system get lease "$1" -o jsonpath='{.spec.holderIdentity}' | grep -q .; }
-tb_wait "$STATE" "kube-controller-manager's leader Lease" "$ALL" lease kube-controller-manager
-tb_wait "$STATE" "kube-scheduler's leader Lease" "$ALL" lease kube-scheduler
+
+# virt-controller: kubevirt's RBAC for it (server-side: its ServiceAccount, roles and bindings), and
+# the policy that confines its writes to the namespaces that opt in (virt-controller-scope.yaml: tests
+# that play KubeVirt by hand stay undisturbed); then the process, once the CRDs it watches are served
+# and the policy is in force.
+kubectl apply --server-side --force-conflicts --field-manager=cryptopass-testbed -f "$VC_RBAC" \
+    -f "$HERE/virt-controller-scope.yaml" >"$STATE/logs/virt-controller-rbac.log" 2>&1 || {
+    tail -n 20 "$STATE/logs/virt-controller-rbac.log" >&2
+    tb_die "applying virt-controller's RBAC ($VC_RBAC) and scope policy failed"
+}
+# shellcheck disable=SC2086 # a list of names
+tb_wait "$STATE" "virt-controller's scope policy to be in force" "$STARTED" tb_virt_controller_confined
+tb_start "$STATE" virt-controller
+ALL="${TB_COMPONENTS[*]}"
+# Leader election is off for the scheduler and the controller-manager (a renewal missed under load
+# made them exit): they serve once /healthz is ok; the controller-manager's service-account controller
+# (running with its own service-account token) has made the default ServiceAccount.
+tb_wait "$STATE" "kube-controller-manager /healthz" "$ALL" tb_healthz "$STATE" kube-controller-manager
+tb_wait "$STATE" "kube-scheduler /healthz" "$ALL" tb_healthz "$STATE" kube-scheduler
 tb_wait "$STATE" "the ServiceAccount default/default" "$ALL" kubectl --request-timeout=2s -n default get serviceaccount default
 lap "kube-controller-manager and kube-scheduler running"
+tb_wait "$STATE" "virt-controller to lead (GET https://127.0.0.1:$P_VC/leader)" "$ALL" tb_virt_controller_leader "$STATE"
+lap "virt-controller leading on https://127.0.0.1:$P_VC"
 
 # --- env ------------------------------------------------------------------------------------
 cat >"$STATE/env.tmp" <<EOF
@@ -214,6 +259,11 @@ export CRYPTOPASS_TEST_CA=$STATE/ca.crt
 export CRYPTOPASS_KUBEVIRT_CRDS=$CRDS
 export CRYPTOPASS_K8S_VERSION=$(kube-apiserver --version | sed 's/^Kubernetes v//')
 export CRYPTOPASS_TESTBED_BIN=$TB/bin
+# KubeVirt's virt-controller runs (tests/support/kubevirt.rs): it renders virt-launcher pods of every
+# VMI and handles every VMIM.
+export CRYPTOPASS_TEST_VIRT_CONTROLLER=1
+export CRYPTOPASS_TEST_VIRT_CONTROLLER_URL=https://127.0.0.1:$P_VC
+export CRYPTOPASS_TEST_VIRT_CONTROLLER_CA=$STATE/virt-controller.crt
 export PATH=$TB/bin:\$PATH
 EOF
 mv -f "$STATE/env.tmp" "$STATE/env"

@@ -32,6 +32,8 @@ func main() {
 		components.NewVirtualMachineSnapshotContentCrd,
 		components.NewVirtualMachineRestoreCrd,
 		components.NewVirtualMachineExportCrd,
+		components.NewVirtualMachineBackupCrd, // virt-controller watches backups and their trackers
+		components.NewVirtualMachineBackupTrackerCrd,
 		components.NewVirtualMachineInstancetypeCrd,
 		components.NewVirtualMachineClusterInstancetypeCrd,
 		components.NewVirtualMachinePreferenceCrd,
