@@ -7,6 +7,10 @@
 //! run in parallel. What all tests share is applied idempotently (server-side apply) and once
 //! per process: the CRDs, and `deploy/` (namespace, RBAC, the agent's admission policy).
 //!
+//! KubeVirt's real virt-controller runs in the test bed: [`KubeVirt`] (module `kubevirt`) gives a test
+//! a namespace it acts in, nodes of the test's own pool, and plays the kubelet and virt-handler for
+//! starting (`run_vmi`) and migrating (`migrate`, `target_pod`, `complete_migration`) VMs.
+//!
 //! ```ignore
 //! mod support;
 //! let c = support::cluster().await;
@@ -19,6 +23,7 @@
 pub mod cluster;
 pub mod cnode;
 pub mod identity;
+pub mod kubevirt;
 pub mod nodes;
 pub mod sim_agent;
 
@@ -28,6 +33,7 @@ use std::time::{Duration, Instant};
 
 pub use cluster::{Cluster, TestNamespace, apply_yaml, cluster};
 pub use identity::{Identity, agent_identity, controller_identity};
+pub use kubevirt::{KubeVirt, VmiOptions};
 pub use nodes::FakeNode;
 pub use sim_agent::SimAgent;
 

@@ -46,6 +46,17 @@ impl FakeNode {
         n
     }
 
+    /// Removes the node's taints (the apiserver taints a new node `node.kubernetes.io/not-ready`; with
+    /// no kubelet and controller-manager's `nodelifecycle` off, nothing else lifts it): the real scheduler
+    /// then binds pods to it, e.g. KubeVirt's virt-launcher pods (`support::kubevirt`).
+    pub async fn untaint(&self, c: &Cluster) {
+        let patch = json!({"spec": {"taints": null}});
+        Api::<Node>::all(c.client.clone())
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap_or_else(|e| panic!("removing the taints of node {}: {e}", self.name));
+    }
+
     /// Writes the kubelet's part of the status: Ready (or not), capacity and allocatable.
     pub async fn set_ready(&self, c: &Cluster, ready: bool) {
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
