@@ -24,6 +24,36 @@ bash "$ROOT/hack/testbed/up.sh" "$DEMO/cp"
 # shellcheck source=/dev/null
 source "$DEMO/cp/env"
 k() { kubectl --request-timeout=20s "$@"; }
+wait_for() { # what command args… — polls the command (0.2 s) for up to 120 s, prints its output
+    local what=$1 out; shift
+    for _ in $(seq 600); do out=$("$@" 2>/dev/null) && [[ -n $out ]] && { echo "$out"; return 0; }; sleep 0.2; done
+    die "timed out waiting for $what (logs in $DEMO)"
+}
+bound_pod() { k -n default get pods -l "$1" -o jsonpath='{range .items[?(@.spec.nodeName)]}{.metadata.name}{"\n"}{end}' | head -n1; }
+vmi_phase() { [[ $(k -n default get vmi crypto-vm -o jsonpath='{.status.phase}') == "$1" ]] && echo "$1"; }
+vmim_phase() { [[ $(k -n default get vmim "$1" -o jsonpath='{.status.phase}') == "$2" ]] && echo "$2"; }
+cpt_active() { [[ $(k -n default get cpt crypto-vm -o jsonpath='{.status.activeNode}') == "$1" ]] && echo "$1"; }
+# The kubelet's part (no kubelet here): a pod's status Running or Succeeded, every container alike.
+kubelet_pod() { # pod Running|Succeeded
+    k -n default get pod "$1" -o json | python3 -c '
+import json, sys, datetime
+pod, phase = json.load(sys.stdin), sys.argv[1]
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+up = phase == "Running"
+def st(c):
+    state = {"running": {"startedAt": now}} if up else {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}
+    return {"name": c["name"], "ready": up, "started": up, "restartCount": 0, "image": c.get("image", ""), "imageID": "", "state": state}
+spec = pod["spec"]
+ours = ["PodScheduled", "Initialized", "ContainersReady", "Ready"]
+conds = [c for c in pod.get("status", {}).get("conditions", []) if c["type"] not in ours]
+conds += [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now}]
+conds += [{"type": t, "status": "True" if up else "False", "lastTransitionTime": now} for t in ours[1:]]
+status = {"phase": phase, "conditions": conds, "hostIP": "127.0.0.1", "podIP": "10.244.0.2", "podIPs": [{"ip": "10.244.0.2"}],
+          "startTime": now, "containerStatuses": [st(c) for c in spec["containers"]],
+          "initContainerStatuses": [st(c) for c in spec.get("initContainers", [])]}
+print(json.dumps({"status": status}))' "$2" >"$DEMO/pod-status.json"
+    k -n default patch pod "$1" --subresource=status --type=merge --patch-file "$DEMO/pod-status.json" >/dev/null
+}
 
 say "CRDs, namespace, RBAC and the agent's ValidatingAdmissionPolicy"
 k apply --server-side -f "$ROOT/crds/" >/dev/null
@@ -49,10 +79,14 @@ apiVersion: v1
 kind: Node
 metadata:
   name: $node
-  labels: {kubernetes.io/arch: s390x, kubernetes.io/os: linux, kubernetes.io/hostname: $node}
+  labels: {kubernetes.io/arch: s390x, kubernetes.io/os: linux, kubernetes.io/hostname: $node,
+           kubevirt.io/schedulable: "$([[ $node == z16-a ]] && echo true || echo false)"}
 YAML
+    # What a kubelet and virt-handler would report: Ready, capacity incl. KubeVirt's device plugins.
+    res='{"cpu":"8","memory":"32Gi","pods":"110","ephemeral-storage":"100Gi","devices.kubevirt.io/kvm":"1k","devices.kubevirt.io/tun":"1k","devices.kubevirt.io/vhost-net":"1k"}'
     k patch node "$node" --subresource=status --type=merge -p \
-        '{"status":{"conditions":[{"type":"Ready","status":"True","reason":"Demo","message":"simulated"}],"capacity":{"cpu":"8","memory":"32Gi","pods":"110"},"allocatable":{"cpu":"8","memory":"32Gi","pods":"110"}}}' >/dev/null
+        "{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"Demo\",\"message\":\"simulated\"}],\"capacity\":$res,\"allocatable\":$res}}" >/dev/null
+    k patch node "$node" --type=merge -p '{"spec":{"taints":null}}' >/dev/null  # no kubelet lifts not-ready
     # The agent's token is bound to a pod on its node: the ValidatingAdmissionPolicy confines it to that node.
     k apply --server-side -f - >/dev/null <<YAML
 apiVersion: v1
@@ -97,14 +131,24 @@ setsid "$BIN" controller --kubeconfig "$ckc" --namespace $NS --metrics-addr 127.
     --webhook-addr "127.0.0.1:$WEBHOOK_PORT" --webhook-cert-dir "$DEMO/webhook-tls" >"$DEMO/controller.log" 2>&1 &
 echo $! >"$DEMO/controller.pid"
 
-say "a sample VM on z16-a (its status written as virt-handler would) and its passthrough"
+say "a sample VM, started by KubeVirt's virt-controller on z16-a (the demo plays kubelet and virt-handler)"
+# The test bed's virt-controller writes only in namespaces that opt in (hack/testbed/virt-controller-scope.yaml).
+k label namespace default cryptopass-test/virt-controller=true --overwrite >/dev/null
 k apply -f "$ROOT/deploy/examples/vm.yaml" >/dev/null
+vmi_uid=$(k -n default get vmi crypto-vm -o jsonpath='{.metadata.uid}')
+launcher=$(wait_for "the virt-launcher pod to be bound" bound_pod "kubevirt.io/created-by=$vmi_uid,!kubevirt.io/migrationJobUID")
+kubelet_pod "$launcher" Running
+wait_for "virt-controller to schedule the VMI" vmi_phase Scheduled >/dev/null
 k -n default patch vmi crypto-vm --type=merge -p \
-    '{"status":{"phase":"Running","nodeName":"z16-a","conditions":[{"type":"Ready","status":"True"},{"type":"LiveMigratable","status":"False","reason":"HostDeviceNotLiveMigratable","message":"VMI uses a host device"}]}}' >/dev/null
+    '{"status":{"phase":"Running","migrationMethod":"LiveMigration","selinuxContext":"none","conditions":[{"type":"Ready","status":"True"},{"type":"LiveMigratable","status":"True"}]}}' >/dev/null
+echo "  vmi/crypto-vm Running on $(k -n default get vmi crypto-vm -o jsonpath='{.status.nodeName}') (pod $launcher)"
+for node in z16-b z15-a; do k label node "$node" kubevirt.io/schedulable=true --overwrite >/dev/null; done
 k apply -f "$ROOT/deploy/examples/passthrough.yaml" >/dev/null
 say "waiting for the passthrough to be Ready"
 k -n default wait --for=condition=Ready cpt/crypto-vm --timeout=180s || {
     k -n default get cpt crypto-vm -o yaml; die "not Ready (logs in $DEMO)"; }
+k -n default wait --for=condition=MigrationReady cpt/crypto-vm --timeout=120s >/dev/null || {
+    k -n default get cpt crypto-vm -o yaml; die "no prepared compatible standby (logs in $DEMO)"; }
 
 k -n default get cpt -o wide
 k get cnode -o wide
@@ -140,11 +184,29 @@ if out=$(vmim crypto-vm-to-z15 '{"kubernetes.io/hostname": "z15-a"}' 2>&1); then
 fi
 out=${out#*denied the request: }
 echo "  refused by vmim.validate.crypto.s390x.dev: $out" | fold -s -w 120
-say "a migration without a destination is admitted and steered to the prepared compatible nodes"
+say "a migration without a destination is admitted and steered to a prepared compatible node"
 vmim crypto-vm-migration >/dev/null
 echo "  addedNodeSelector of vmim/crypto-vm-migration: $(k -n default get vmim crypto-vm-migration -o jsonpath='{.spec.addedNodeSelector}')"
 echo "  nodes with that label: $(k get nodes -l "crypto.s390x.dev/prepared-$uuid=true" -o jsonpath='{.items[*].metadata.name}')"
-k -n default delete vmim crypto-vm-migration >/dev/null
+vmim_uid=$(k -n default get vmim crypto-vm-migration -o jsonpath='{.metadata.uid}')
+target=$(wait_for "the target pod to be bound" bound_pod "kubevirt.io/migrationJobUID=$vmim_uid")
+target_node=$(k -n default get pod "$target" -o jsonpath='{.spec.nodeName}')
+echo "  virt-controller's target pod $target: bound by kube-scheduler to $target_node (z15-a is free but not prepared)"
+say "the migration runs (the demo plays virt-handler's handshake) and the VM moves to $target_node"
+kubelet_pod "$target" Running
+wait_for "the VMIM to prepare its target" vmim_phase crypto-vm-migration PreparingTarget >/dev/null
+vpatch() { k -n default patch vmi crypto-vm --type=merge -p "$1" >/dev/null; }
+now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+vpatch '{"status":{"migrationState":{"targetNodeAddress":"127.0.0.1","targetDirectMigrationNodePorts":{"49152":0}}}}'
+wait_for "TargetReady" vmim_phase crypto-vm-migration TargetReady >/dev/null
+vpatch "{\"status\":{\"migrationState\":{\"startTimestamp\":\"$(now)\"}}}"
+wait_for "Running" vmim_phase crypto-vm-migration Running >/dev/null
+vpatch "{\"metadata\":{\"labels\":{\"kubevirt.io/nodeName\":\"$target_node\"}},\"status\":{\"nodeName\":\"$target_node\",\"migrationState\":{\"completed\":true,\"endTimestamp\":\"$(now)\"}}}"
+wait_for "the VMIM to succeed" vmim_phase crypto-vm-migration Succeeded >/dev/null
+kubelet_pod "$launcher" Succeeded
+wait_for "the passthrough's active node to follow the VM" cpt_active "$target_node" >/dev/null
+echo "  vmim/crypto-vm-migration Succeeded; cpt/crypto-vm active on $(k -n default get cpt crypto-vm -o jsonpath='{.status.activeNode}')"
+k -n default get cpt crypto-vm -o wide
 
 cat <<MSG
 
