@@ -5,8 +5,9 @@
 
 mod support;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::Api;
+use kube::api::ListParams;
 use support::kubevirt::{KubeVirt, NODE_NAME_LABEL, POOL_LABEL, UNSCHEDULABLE_TIMEOUT, VmiOptions};
 
 fn label<'a>(o: &'a kube::api::DynamicObject, key: &str) -> Option<&'a str> {
@@ -92,37 +93,33 @@ async fn kubevirt_flow_unschedulable_migration_target_fails_after_its_timeout_an
 
     let m = kv.migrate("vm", &[(&key, "yes")], &[(UNSCHEDULABLE_TIMEOUT, "2")]).await;
 
+    // The target pod exists; the real scheduler finds no node for it.
     let pod = kv.target_pod_created(&m).await;
-    let pod_name = kube::ResourceExt::name_any(&pod);
-    let pods: Api<Pod> = Api::namespaced(kv.client.clone(), kv.namespace());
-    let unschedulable = |p: &Pod| {
-        p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
-            cs.iter().any(|c| {
-                c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
-            })
-        })
-    };
-    support::eventually("the target pod to be reported Unschedulable by the scheduler", || {
-        let pods = pods.clone();
-        let name = pod_name.clone();
-        async move { pods.get_opt(&name).await.ok().flatten().filter(|p| unschedulable(p)).map(|_| ()) }
-    })
-    .await;
+    let selector = pod.spec.as_ref().and_then(|s| s.node_selector.clone()).unwrap_or_default();
+    assert_eq!(selector.get(&key).map(String::as_str), Some("yes"), "target pod nodeSelector: {selector:?}");
     kv.wait_vmim_phase(&m, "Failed").await;
 
-    // virt-controller deletes the timed-out target pod; the VMI stays where it ran.
-    support::eventually("the timed-out target pod to be deleted", || {
-        let pods = pods.clone();
-        let name = pod_name.clone();
-        async move {
-            match pods.get_opt(&name).await {
-                Ok(None) => Some(()),
-                Ok(Some(p)) => p.metadata.deletion_timestamp.map(|_| ()),
-                Err(_) => None,
-            }
-        }
+    // Failed for that reason, in KubeVirt's words (its events on the VMIM; the pod is gone by now):
+    // the scheduler reported the target pod unschedulable, and the timeout deleted it.
+    let events: Api<Event> = Api::namespaced(kv.client.clone(), kv.namespace());
+    let lp = ListParams::default().fields(&format!("involvedObject.name={m}"));
+    let (events, lp) = (&events, &lp);
+    let reasons = support::eventually("virt-controller's events of the unschedulable target pod", || async move {
+        let list = events.list(lp).await.ok()?;
+        let got: Vec<(String, String)> =
+            list.items.into_iter().map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default())).collect();
+        let unschedulable = got.iter().any(|(r, _)| r == "migrationTargetPodUnschedulable");
+        let timed_out = got.iter().any(|(r, msg)| r == "SuccessfulDelete" && msg.contains("timeout period exceeded"));
+        (unschedulable && timed_out).then_some(got)
     })
     .await;
+    let pods: Api<Pod> = Api::namespaced(kv.client.clone(), kv.namespace());
+    let name = kube::ResourceExt::name_any(&pod);
+    let gone = pods.get_opt(&name).await.expect("reading the target pod");
+    assert!(
+        gone.as_ref().is_none_or(|p| p.metadata.deletion_timestamp.is_some()),
+        "the timed-out target pod {name} is still there ({reasons:?})"
+    );
     let vmi = kv.vmi("vm").await;
     assert_eq!(vmi.data.pointer("/status/nodeName").and_then(|v| v.as_str()), Some(source.name.as_str()));
     assert_eq!(label(&vmi, NODE_NAME_LABEL), Some(source.name.as_str()));
