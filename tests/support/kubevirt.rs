@@ -79,6 +79,9 @@ pub struct VmiOptions {
     /// `Some(reason)`: virt-handler reports `LiveMigratable` False with this reason (e.g.
     /// [`HOST_DEVICE_NOT_LIVE_MIGRATABLE`]); `None`: True.
     pub not_live_migratable: Option<String>,
+    /// Merged (JSON merge patch) into the VMI's `spec` last, e.g.
+    /// `{"domain": {"devices": {"hostDevices": [...]}}}`.
+    pub extra_spec: Option<Value>,
 }
 
 impl VmiOptions {
@@ -96,6 +99,10 @@ impl VmiOptions {
     }
     pub fn not_live_migratable(mut self, reason: &str) -> Self {
         self.not_live_migratable = Some(reason.into());
+        self
+    }
+    pub fn spec(mut self, extra: Value) -> Self {
+        self.extra_spec = Some(extra);
         self
     }
 }
@@ -132,6 +139,12 @@ impl KubeVirt {
 
     pub fn namespace(&self) -> &str {
         &self.ns.name
+    }
+
+    /// The pool's node label: a node made elsewhere (e.g. `FakeNode::create_with_labels` for a
+    /// `SimAgent`) joins the pool with it and `FakeNode::untaint`.
+    pub fn pool_label(&self) -> (&'static str, &str) {
+        (POOL_LABEL, &self.pool)
     }
 
     /// A Ready, untainted s390x node of this test's pool, as virt-controller needs it (labels
@@ -173,6 +186,9 @@ impl KubeVirt {
         });
         if let Some(s) = &opts.eviction_strategy {
             spec["evictionStrategy"] = json!(s);
+        }
+        if let Some(extra) = &opts.extra_spec {
+            merge(&mut spec, extra);
         }
         let vmi: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "kubevirt.io/v1",
@@ -480,6 +496,22 @@ fn pod_conditions(p: &Pod, ready: &str, now: &str) -> Vec<Value> {
         out.push(json!({"type": t, "status": ready, "lastTransitionTime": now}));
     }
     out
+}
+
+/// RFC 7386 JSON merge patch of `patch` into `doc`.
+fn merge(doc: &mut Value, patch: &Value) {
+    match (doc, patch) {
+        (Value::Object(d), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    d.remove(k);
+                } else {
+                    merge(d.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (d, p) => *d = p.clone(),
+    }
 }
 
 fn node_of(p: &Pod) -> Option<String> {
