@@ -240,14 +240,15 @@ tb_port() {
     return 1
 }
 
-# tb_healthz STATE COMPONENT: COMPONENT's /healthz on its secure port answers ok (kube-scheduler,
-# kube-controller-manager: /healthz is always allowed without credentials; their serving certificates
-# are self-signed in memory, so TLS is not verified here: tb_check_alive makes sure the process on
-# the port is ours).
-tb_healthz() {
-    local port
+# tb_serving STATE COMPONENT: COMPONENT answers ok on its secure port: kube-scheduler's /readyz (which
+# includes its informers' sync with the apiserver), kube-controller-manager's /healthz (it has no
+# /readyz). Both paths are allowed without credentials; their serving certificates are self-signed in
+# memory, so TLS is not verified here (tb_wait's liveness check makes sure the process is ours).
+tb_serving() {
+    local port path=/healthz
     port=$(tb_port "$1" "$2") || return 1
-    [[ $(curl -sk --max-time 2 "https://127.0.0.1:$port/healthz") == ok ]]
+    [[ $2 == kube-scheduler ]] && path=/readyz
+    [[ $(curl -sk --max-time 2 "https://127.0.0.1:$port$path") == ok ]]
 }
 
 # tb_virt_controller_leader STATE: virt-controller answers GET /leader over TLS (verified against its

@@ -38,8 +38,8 @@ kube-apiserver)
     tb_wait "$STATE" "kube-apiserver /readyz" "etcd kube-apiserver" readyz
     ;;
 kube-controller-manager | kube-scheduler)
-    # No leader election: serving again once /healthz of the new process (alive: tb_wait checks) is ok.
-    tb_wait "$STATE" "$COMP /healthz" "etcd kube-apiserver $COMP" tb_healthz "$STATE" "$COMP"
+    # No leader election: serving again once the new process (alive: tb_wait checks) answers ok.
+    tb_wait "$STATE" "$COMP to serve" "etcd kube-apiserver $COMP" tb_serving "$STATE" "$COMP"
     ;;
 virt-controller)
     # Its Lease identity is the hostname: the new process takes the old one's Lease over at once.

@@ -239,10 +239,11 @@ tb_wait "$STATE" "virt-controller's scope policy to be in force" "$STARTED" tb_v
 tb_start "$STATE" virt-controller
 ALL="${TB_COMPONENTS[*]}"
 # Leader election is off for the scheduler and the controller-manager (a renewal missed under load
-# made them exit): they serve once /healthz is ok; the controller-manager's service-account controller
-# (running with its own service-account token) has made the default ServiceAccount.
-tb_wait "$STATE" "kube-controller-manager /healthz" "$ALL" tb_healthz "$STATE" kube-controller-manager
-tb_wait "$STATE" "kube-scheduler /healthz" "$ALL" tb_healthz "$STATE" kube-scheduler
+# made them exit): they serve once the scheduler's /readyz (its informers synced) and the
+# controller-manager's /healthz are ok, and its service-account controller (running with its own
+# service-account token) has made the default ServiceAccount.
+tb_wait "$STATE" "kube-controller-manager /healthz" "$ALL" tb_serving "$STATE" kube-controller-manager
+tb_wait "$STATE" "kube-scheduler /readyz" "$ALL" tb_serving "$STATE" kube-scheduler
 tb_wait "$STATE" "the ServiceAccount default/default" "$ALL" kubectl --request-timeout=2s -n default get serviceaccount default
 lap "kube-controller-manager and kube-scheduler running"
 tb_wait "$STATE" "virt-controller to lead (GET https://127.0.0.1:$P_VC/leader)" "$ALL" tb_virt_controller_leader "$STATE"
