@@ -28,7 +28,7 @@ TESTBED_DEV_STATE ?= $(CURDIR)/.cache/testbed/dev
 help:
 	@echo 'make test    the whole suite: tools, test bed, fmt --check, clippy -D warnings, one control plane + nextest (root, /dev/fuse)'
 	@echo 'make tools   install the pinned test tools into $(CRYPTOPASS_CACHE) (cargo-nextest, docutils, mdevctl)'
-	@echo 'make testbed build or restore the control-plane binaries and KubeVirt CRDs (K8S_VERSION=$(K8S_VERSION))'
+	@echo 'make testbed build or restore the control-plane binaries, KubeVirt CRDs and virt-controller (K8S_VERSION=$(K8S_VERSION))'
 	@echo 'make testbed-up / testbed-down   a local control plane for you, in $(TESTBED_DEV_STATE)'
 	@echo 'make fmt     format the code'
 	@echo 'make lint    cargo fmt --check and cargo clippy --all-targets -- -D warnings'
@@ -75,7 +75,7 @@ nextest: tools testbed
 	$(NEXTEST) run --lib --bins --tests --profile $(NEXTEST_PROFILE)
 
 # Build (or restore from $(CRYPTOPASS_CACHE)) etcd, kube-apiserver/-scheduler/-controller-manager,
-# kubectl and the KubeVirt CRDs of K8S_VERSION.
+# kubectl, the KubeVirt CRDs and KubeVirt's virt-controller (with its RBAC) of K8S_VERSION.
 testbed:
 	bash $(TESTBED)/build.sh
 
