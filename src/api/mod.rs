@@ -12,7 +12,9 @@ use kube::CustomResourceExt;
 
 pub use condition::Condition;
 pub use node::{CryptoNode, CryptoNodeSpec, CryptoNodeStatus, DesiredMdev, PassthroughRef};
-pub use passthrough::{CryptoPassthrough, CryptoPassthroughSpec, CryptoPassthroughStatus, NodeVerdict, Standby};
+pub use passthrough::{
+    CryptoPassthrough, CryptoPassthroughSpec, CryptoPassthroughStatus, LastMigration, NodeVerdict, Standby,
+};
 
 pub const GROUP: &str = "crypto.s390x.dev";
 /// Prefix of labels, annotations and finalizers.

@@ -24,6 +24,7 @@ use super::condition::Condition;
     printcolumn = r#"{"name":"Incompatible","type":"integer","jsonPath":".status.incompatibleNodes","priority":1}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Migration","type":"string","jsonPath":".status.conditions[?(@.type==\"MigrationReady\")].status"}"#,
+    printcolumn = r#"{"name":"Last-Migration","type":"string","jsonPath":".status.lastMigration.outcome","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -135,6 +136,45 @@ pub struct CryptoPassthroughStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The newest live migration of the VM (a VirtualMachineInstanceMigration) and how it went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_migration: Option<LastMigration>,
+}
+
+/// The newest migration of the passthrough's VM, as the controller followed it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastMigration {
+    /// The VirtualMachineInstanceMigration's name.
+    pub migration: String,
+    /// The node the VM ran on when the migration started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The target node, once KubeVirt placed the target pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The target's verdict relative to the source when last verified: `Equivalent` |
+    /// `Compatible` | `Incompatible` | `Unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// `Running` | `Succeeded` | `Failed` | `Aborted` (by cryptopass, or the migration was deleted).
+    pub outcome: String,
+    /// A reason code: the verdict's code for an abort (e.g. `ApTypeNotCompatible`), `Completed`,
+    /// `MigrationFailed`, `Deleted`, or KubeVirt's phase while running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// In the kernel's words where the kernel has words for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the migration was requested (the VMIM's creation), RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    /// When it succeeded, failed or was aborted, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<String>,
+    /// `endTime - startTime`, whole seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<i64>,
 }
 
 /// One candidate node as this passthrough sees it.

@@ -7,12 +7,14 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use super::error::Result;
+use super::kubevirt::Migration;
+use super::lifecycle::{Abort, NewMigration};
 use super::placement::Placement;
 use super::watch::Stores;
 use crate::api::{CryptoNode, CryptoPassthrough, CryptoPassthroughStatus, DesiredMdev, FINALIZER, prepared_label};
@@ -133,4 +135,43 @@ pub async fn add_finalizer(api: &Api<CryptoPassthrough>, pt: &CryptoPassthrough)
 pub async fn remove_finalizer(api: &Api<CryptoPassthrough>, pt: &CryptoPassthrough) -> Result<()> {
     let list: Vec<String> = pt.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
     set_finalizers(api, pt, list).await
+}
+
+/// Aborts a migration: deletes its VMIM, only if it is still the one judged (uid precondition).
+/// Gone already (404) or replaced (409) is not an error: there is nothing left to abort.
+pub async fn abort(client: &Client, a: &Abort) -> Result<bool> {
+    let api: Api<Migration> = Api::namespaced(client.clone(), &a.namespace);
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions { uid: Some(a.uid.clone()), resource_version: None }),
+        ..DeleteParams::default()
+    };
+    tracing::info!(namespace = %a.namespace, migration = %a.name, reason = %a.reason, message = %a.message, "aborting a migration");
+    match api.delete(&a.name, &dp).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates an evacuation VMIM. `Ok(None)`: created, or it exists already (the name is one per
+/// attempt); `Ok(Some(why))`: the apiserver refused it (our gate or KubeVirt's denied it).
+pub async fn create_migration(client: &Client, m: &NewMigration) -> Result<Option<String>> {
+    let api: Api<Migration> = Api::namespaced(client.clone(), &m.namespace);
+    let body = json!({
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstanceMigration",
+        "metadata": {
+            "name": m.name,
+            "namespace": m.namespace,
+            "annotations": {crate::webhook::vmim::EVACUATION_ANNOTATION: m.evacuation_node},
+        },
+        "spec": {"vmiName": m.vmi, "addedNodeSelector": m.added_node_selector},
+    });
+    let obj: Migration = serde_json::from_value(body)?;
+    match api.create(&PostParams { field_manager: Some(STATUS_MANAGER.into()), ..Default::default() }, &obj).await {
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+        Err(kube::Error::Api(s)) if s.code == 400 || s.code == 403 || s.code == 422 => Ok(Some(s.message)),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -47,13 +47,61 @@ impl NodeView {
     }
 }
 
-/// The part of a KubeVirt VMI that placement reads.
+/// The part of a KubeVirt VMI that placement and the migration lifecycle read.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VmiView {
+    pub uid: Option<String>,
     pub phase: Option<String>,
     pub node_name: Option<String>,
     /// The VMI's own `LiveMigratable` condition (virt-handler's, not our verdict).
     pub live_migratable: Option<Condition>,
+    /// `status.migrationState`: the newest migration as virt-controller and virt-handler see it.
+    pub migration_state: Option<MigrationStateView>,
+    /// The label `kubevirt.io/migrationTargetNodeName`.
+    pub target_label: Option<String>,
+    /// `status.evacuationNodeName`: a drain wants the VM off that node.
+    pub evacuation_node: Option<String>,
+    /// `spec.evictionStrategy`.
+    pub eviction_strategy: Option<String>,
+    /// `spec.nodeSelector`.
+    pub node_selector: BTreeMap<String, String>,
+}
+
+/// `status.migrationState` of a VMI or VMIM (kubevirt.md §1).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MigrationStateView {
+    pub migration_uid: Option<String>,
+    pub source_node: Option<String>,
+    pub target_node: Option<String>,
+    /// virt-handler's handshake began (`targetNodeAddress` is set).
+    pub handshake_started: bool,
+    pub end: Option<Timestamp>,
+    pub completed: bool,
+    pub failed: bool,
+    pub failure_reason: Option<String>,
+    pub abort_status: Option<String>,
+}
+
+/// One VirtualMachineInstanceMigration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MigrationView {
+    pub name: String,
+    pub uid: String,
+    /// `spec.vmiName`.
+    pub vmi: String,
+    pub created: Option<Timestamp>,
+    /// Has a `deletionTimestamp` (an abort was requested by deleting it).
+    pub deleting: bool,
+    pub phase: Option<String>,
+    pub state: Option<MigrationStateView>,
+    /// The node of its target pod (label `kubevirt.io/migrationJobUID`), once scheduled.
+    pub target_pod_node: Option<String>,
+    /// When it entered `Succeeded` or `Failed`.
+    pub ended: Option<Timestamp>,
+    /// The message of its newest true condition (why it failed, when it did).
+    pub condition_message: Option<String>,
+    /// `kubevirt.io/evacuationMigration`: the node a drain evacuates.
+    pub evacuation: Option<String>,
 }
 
 impl VmiView {
@@ -88,12 +136,21 @@ pub struct Cluster {
     pub passthroughs: Vec<Arc<CryptoPassthrough>>,
     /// VMIs by `(namespace, name)`.
     pub vmis: BTreeMap<(String, String), VmiView>,
+    /// VMIMs by the `(namespace, spec.vmiName)` they migrate.
+    pub migrations: BTreeMap<(String, String), Vec<MigrationView>>,
+    /// The KubeVirt CR's `spec.configuration.evictionStrategy`.
+    pub default_eviction_strategy: Option<String>,
     pub sweep: SweepProtection,
 }
 
 impl Cluster {
     pub fn vmi(&self, namespace: &str, name: &str) -> Option<&VmiView> {
         self.vmis.get(&(namespace.to_string(), name.to_string()))
+    }
+
+    /// The VMIMs of a VMI.
+    pub fn migrations_of(&self, namespace: &str, vmi: &str) -> &[MigrationView] {
+        self.migrations.get(&(namespace.to_string(), vmi.to_string())).map(Vec::as_slice).unwrap_or_default()
     }
 
     /// The node a passthrough's VM runs on.

@@ -9,7 +9,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use serde::{Deserialize, Serialize};
 
-use super::inputs::{SweepProtection, VmiView};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::inputs::{MigrationStateView, MigrationView, SweepProtection, VmiView};
 use crate::api::Condition;
 
 /// The name of the vfio_ap mdev type (`mdev_supported_types/vfio_ap-passthrough/name`), which a
@@ -62,6 +64,10 @@ kubevirt_resource!(Vmi, "VirtualMachineInstance", "virtualmachineinstances", Nam
 pub struct VmiSpec {
     #[serde(default)]
     pub node_selector: Option<std::collections::BTreeMap<String, String>>,
+    /// `None`, `LiveMigrate`, `LiveMigrateIfPossible` or `External` (unset: the KubeVirt CR's
+    /// `spec.configuration.evictionStrategy`).
+    #[serde(default)]
+    pub eviction_strategy: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -73,7 +79,61 @@ pub struct VmiStatus {
     pub node_name: Option<String>,
     #[serde(default)]
     pub conditions: Vec<VmiCondition>,
+    /// The state of the newest migration (virt-controller writes it at the target hand-off,
+    /// virt-handler through the handshake).
+    #[serde(default)]
+    pub migration_state: Option<MigrationState>,
+    /// Set by KubeVirt's evacuation controller when the VMI's node is drained.
+    #[serde(default)]
+    pub evacuation_node_name: Option<String>,
 }
+
+/// `status.migrationState` of a VMI or a VMIM (kubevirt.md §1): the fields the lifecycle reads.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationState {
+    #[serde(default)]
+    pub migration_uid: Option<String>,
+    #[serde(default)]
+    pub source_node: Option<String>,
+    #[serde(default)]
+    pub target_node: Option<String>,
+    #[serde(default)]
+    pub target_node_address: Option<String>,
+    #[serde(default)]
+    pub start_timestamp: Option<Time>,
+    #[serde(default)]
+    pub end_timestamp: Option<Time>,
+    #[serde(default)]
+    pub completed: bool,
+    #[serde(default)]
+    pub failed: bool,
+    #[serde(default)]
+    pub failure_reason: Option<String>,
+    #[serde(default)]
+    pub abort_status: Option<String>,
+}
+
+impl MigrationState {
+    pub fn view(&self) -> MigrationStateView {
+        MigrationStateView {
+            migration_uid: self.migration_uid.clone(),
+            source_node: self.source_node.clone(),
+            target_node: self.target_node.clone(),
+            handshake_started: self.target_node_address.is_some(),
+            end: self.end_timestamp.as_ref().map(|t| t.0),
+            completed: self.completed,
+            failed: self.failed,
+            failure_reason: self.failure_reason.clone(),
+            abort_status: self.abort_status.clone(),
+        }
+    }
+}
+
+/// The VMI label virt-controller sets at the target hand-off (kubevirt.md §2).
+pub const MIGRATION_TARGET_LABEL: &str = "kubevirt.io/migrationTargetNodeName";
+/// The label virt-controller puts on a migration's target pod: the VMIM's uid.
+pub const MIGRATION_JOB_LABEL: &str = "kubevirt.io/migrationJobUID";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct VmiCondition {
@@ -97,7 +157,103 @@ impl Vmi {
             last_transition_time: None,
             observed_generation: None,
         });
-        VmiView { phase: self.status.phase.clone(), node_name: self.status.node_name.clone(), live_migratable: lm }
+        VmiView {
+            uid: self.metadata.uid.clone(),
+            phase: self.status.phase.clone(),
+            node_name: self.status.node_name.clone(),
+            live_migratable: lm,
+            migration_state: self.status.migration_state.as_ref().map(MigrationState::view),
+            target_label: self.metadata.labels.as_ref().and_then(|l| l.get(MIGRATION_TARGET_LABEL)).cloned(),
+            evacuation_node: self.status.evacuation_node_name.clone(),
+            eviction_strategy: self.spec.eviction_strategy.clone(),
+            node_selector: self.spec.node_selector.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// `kubevirt.io/v1` VirtualMachineInstanceMigration: the fields the lifecycle reads.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Migration {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: MigrationSpec,
+    #[serde(default)]
+    pub status: MigrationStatus,
+}
+kubevirt_resource!(
+    Migration,
+    "VirtualMachineInstanceMigration",
+    "virtualmachineinstancemigrations",
+    NamespaceResourceScope
+);
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmi_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added_node_selector: Option<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationStatus {
+    #[serde(default)]
+    pub phase: Option<String>,
+    #[serde(default)]
+    pub migration_state: Option<MigrationState>,
+    #[serde(default)]
+    pub phase_transition_timestamps: Vec<PhaseTransition>,
+    #[serde(default)]
+    pub conditions: Vec<VmiCondition>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseTransition {
+    #[serde(default)]
+    pub phase: Option<String>,
+    #[serde(default)]
+    pub phase_transition_timestamp: Option<Time>,
+}
+
+impl Migration {
+    /// The view of the pure core; `target_pod_node`: where the scheduler put its target pod.
+    pub fn view(&self, target_pod_node: Option<String>) -> MigrationView {
+        let phase = self.status.phase.clone();
+        let ended = self
+            .status
+            .phase_transition_timestamps
+            .iter()
+            .rev()
+            .find(|t| matches!(t.phase.as_deref(), Some("Succeeded" | "Failed")))
+            .and_then(|t| t.phase_transition_timestamp.as_ref().map(|t| t.0));
+        let failure = self
+            .status
+            .conditions
+            .iter()
+            .rev()
+            .find(|c| c.status == "True" && c.message.as_deref().is_some_and(|m| !m.is_empty()))
+            .and_then(|c| c.message.clone());
+        MigrationView {
+            name: self.metadata.name.clone().unwrap_or_default(),
+            uid: self.metadata.uid.clone().unwrap_or_default(),
+            vmi: self.spec.vmi_name.clone().unwrap_or_default(),
+            created: self.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            deleting: self.metadata.deletion_timestamp.is_some(),
+            phase,
+            state: self.status.migration_state.as_ref().map(MigrationState::view),
+            target_pod_node,
+            ended,
+            condition_message: failure,
+            evacuation: self
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::webhook::vmim::EVACUATION_ANNOTATION))
+                .cloned(),
+        }
     }
 }
 
@@ -125,6 +281,9 @@ pub struct KubeVirtConfiguration {
     pub permitted_host_devices: Option<PermittedHostDevices>,
     #[serde(default)]
     pub developer_configuration: Option<DeveloperConfiguration>,
+    /// The cluster-wide default of a VMI's `spec.evictionStrategy`.
+    #[serde(default)]
+    pub eviction_strategy: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -194,6 +353,11 @@ fn protection(kv: &KubeVirt) -> Result<(&'static str, String), String> {
          spec.configuration.mediatedDevicesConfiguration.enabled: false, or add a \
          permittedHostDevices.mediatedDevices entry {{mdevNameSelector: {VFIO_AP_MDEV_NAME:?}, externalResourceProvider: true}}"
     ))
+}
+
+/// The cluster-wide eviction strategy of the (first) KubeVirt CR.
+pub fn default_eviction_strategy<'a>(kubevirts: impl IntoIterator<Item = &'a KubeVirt>) -> Option<String> {
+    kubevirts.into_iter().find_map(|k| k.spec.configuration.eviction_strategy.clone())
 }
 
 /// Protected only when every KubeVirt CR protects our mdevs.

@@ -42,8 +42,14 @@ pub struct ApqnLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    migrations: Family<OutcomeLabels, Counter>,
     reconcile: Family<ControllerLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     duration: Family<ControllerLabels, Histogram>,
@@ -65,6 +71,12 @@ impl Default for Metrics {
         let duration = Family::<ControllerLabels, Histogram>::new_with_constructor(histogram as fn() -> Histogram);
         let nodes = Family::<NodeLabels, Gauge>::default();
         let apqns = Family::<ApqnLabels, Gauge>::default();
+        let migrations = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "cryptopass_migrations",
+            "Migrations of VMs with a passthrough that ended, by outcome (Succeeded, Failed, Aborted)",
+            migrations.clone(),
+        );
         registry.register("cryptopass_reconcile", "Reconciliations run", reconcile.clone());
         registry.register("cryptopass_reconcile_errors", "Reconciliations failed, by kind", errors.clone());
         registry.register("cryptopass_reconcile_duration_seconds", "Time of one reconciliation", duration.clone());
@@ -74,7 +86,16 @@ impl Default for Metrics {
             "APQNs of a passthrough an incompatible node fails, per reason code",
             apqns.clone(),
         );
-        Metrics { registry, reconcile, errors, duration, nodes, apqns, apqn_series: Mutex::new(HashMap::new()) }
+        Metrics {
+            registry,
+            migrations,
+            reconcile,
+            errors,
+            duration,
+            nodes,
+            apqns,
+            apqn_series: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -109,6 +130,11 @@ impl Metrics {
         self.errors
             .get_or_create(&ErrorLabels { controller: CONTROLLER.into(), reason: e.metric_label().into() })
             .inc();
+    }
+
+    /// A followed migration ended with `outcome`.
+    pub fn migration_finished(&self, outcome: &str) {
+        self.migrations.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
     }
 
     /// Sets the per-passthrough gauges; `None` drops every series of the passthrough.
@@ -175,12 +201,14 @@ mod tests {
         let verdicts = BTreeMap::from([("Equivalent", 2), ("Compatible", 0), ("Unknown", 0), ("Incompatible", 1)]);
         let apqns = BTreeMap::from([(("n3".to_string(), "FacilityDiffers".to_string()), 2)]);
         m.set_passthrough("ns", "p", Some(&verdicts), &apqns);
+        m.migration_finished("Aborted");
         let text = m.encode().unwrap();
         for line in [
             "cryptopass_reconcile_total{controller=\"cryptopassthrough\"} 1",
             "cryptopass_reconcile_errors_total{controller=\"cryptopassthrough\",reason=\"no_uid\"} 1",
             "cryptopass_reconcile_duration_seconds_count{controller=\"cryptopassthrough\"} 1",
             "cryptopass_passthrough_nodes{namespace=\"ns\",passthrough=\"p\",verdict=\"Equivalent\"} 2",
+            "cryptopass_migrations_total{outcome=\"Aborted\"} 1",
             "cryptopass_incompatible_apqns{namespace=\"ns\",passthrough=\"p\",node=\"n3\",reason=\"FacilityDiffers\"} 2",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");

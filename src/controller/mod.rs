@@ -4,7 +4,8 @@
 //!
 //! Pure core (no client; unit-tested): [`inputs`] (what a reconcile reads), [`planned`] (a node as
 //! it will be with our mdev), [`judge`] (verdict classes), [`conflict`], [`placement`], [`status`],
-//! [`plan`] (all of it for one passthrough), [`kubevirt`] (the KubeVirt subsets and the CR check).
+//! [`plan`] (all of it for one passthrough), [`kubevirt`] (the KubeVirt subsets and the CR check),
+//! [`lifecycle`] (the migrations of the VM: re-verify, abort, hand-over, evacuation, last migration).
 //! Kubernetes shell: [`run`] wires reflectors, leader election, the `kube::runtime::Controller`
 //! and the HTTP endpoints; [`reconcile`] is fetch → validate → build → apply → status.
 
@@ -17,6 +18,7 @@ pub mod inputs;
 pub mod judge;
 pub mod kubevirt;
 pub mod leader;
+pub mod lifecycle;
 pub mod metrics;
 pub mod placement;
 pub mod plan;

@@ -226,6 +226,14 @@ pub fn place(pt: &CryptoPassthrough, cluster: &Cluster) -> Option<Placement> {
             selected.insert(f.view.name.clone());
         }
     }
+    // A node that may hold the guest keeps its entry (the migration lifecycle): the target of a
+    // migration in flight, a node whose agent reports our mdev in use (the source after the
+    // hand-over, until its QEMU let go).
+    for n in super::lifecycle::pinned(pt, &uuid, cluster) {
+        if has_entry.contains(n.as_str()) {
+            selected.insert(n);
+        }
+    }
 
     let prev_prepared: BTreeSet<&str> = pt
         .status

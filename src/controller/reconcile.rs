@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -65,14 +66,36 @@ pub async fn reconcile(trigger: Arc<CryptoPassthrough>, ctx: Arc<Context>) -> Re
     // Build.
     let cluster = ctx.stores.cluster(Timestamp::now());
     let out = plan(&pt, &cluster).ok_or_else(|| Error::NoUid(format!("{ns}/{name}")))?;
-    // Apply.
+    // Apply: an abort first (the sooner the less guest memory is copied in vain).
+    if let Some(a) = &out.lifecycle.abort {
+        apply::abort(&ctx.client, a).await?;
+    }
     apply::entries(&ctx.client, &ctx.stores, &ctx.node_locks, &uid, &out.placement).await?;
     if out.placement.conflicts.uuid_in_use.is_none() {
         apply::labels(&ctx.client, &ctx.stores, &uid, &out.placement).await?;
     }
+    let mut requeue = out.lifecycle.requeue_after;
+    let mut notes = out.notes.clone();
+    let mut vmi_notes = out.lifecycle.vmi_notes.clone();
+    if let Some(m) = &out.lifecycle.create
+        && let Some(refused) = apply::create_migration(&ctx.client, m).await?
+    {
+        let text = format!("the drain of node {} waits: creating {} was refused: {refused}", m.evacuation_node, m.name);
+        notes.push(Note { warning: true, reason: "EvacuationBlocked".into(), message: text.clone() });
+        vmi_notes.push(Note { warning: true, reason: "EvacuationBlocked".into(), message: text });
+        requeue = Some(super::lifecycle::EVACUATION_RETRY);
+    }
     // Status, events, metrics.
     apply::status(&api, &pt, &out.status).await?;
-    publish(&ctx.recorder, &pt, &out.notes).await;
+    publish(&ctx.recorder, &pt.object_ref(&()), &notes).await;
+    if !vmi_notes.is_empty()
+        && let Some(vmi) = ctx.stores.vmis.get(&ObjectRef::new(&pt.spec.vm_name).within(&ns))
+    {
+        publish(&ctx.recorder, &vmi.object_ref(&()), &vmi_notes).await;
+    }
+    if let Some(outcome) = out.lifecycle.finished {
+        ctx.metrics.migration_finished(outcome);
+    }
     ctx.metrics.set_passthrough(&ns, &name, Some(&out.verdict_counts), &out.incompatible_apqns);
     if deleting {
         if out.placement.holding.is_empty() {
@@ -82,7 +105,8 @@ pub async fn reconcile(trigger: Arc<CryptoPassthrough>, ctx: Arc<Context>) -> Re
         }
         return Ok(Action::requeue(RELEASE_RECHECK));
     }
-    Ok(Action::requeue(out.placement.requeue_after.map_or(RESYNC, |d| d.min(RESYNC))))
+    let next = [out.placement.requeue_after, requeue].into_iter().flatten().min();
+    Ok(Action::requeue(next.map_or(RESYNC, |d| d.min(RESYNC))))
 }
 
 pub fn error_policy(pt: Arc<CryptoPassthrough>, e: &Error, ctx: Arc<Context>) -> Action {
@@ -112,8 +136,7 @@ fn truncate(s: &str) -> String {
 }
 
 /// Events are best effort: a failed publish is logged, never a failed reconcile.
-async fn publish(recorder: &Recorder, pt: &CryptoPassthrough, notes: &[Note]) {
-    let reference = pt.object_ref(&());
+async fn publish(recorder: &Recorder, reference: &ObjectReference, notes: &[Note]) {
     for n in notes {
         let ev = Event {
             type_: if n.warning { EventType::Warning } else { EventType::Normal },
@@ -122,7 +145,7 @@ async fn publish(recorder: &Recorder, pt: &CryptoPassthrough, notes: &[Note]) {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = recorder.publish(&ev, &reference).await {
+        if let Err(e) = recorder.publish(&ev, reference).await {
             tracing::warn!(error = %e, reason = %n.reason, "cannot publish an event");
         }
     }

@@ -133,6 +133,7 @@ pub async fn run(opts: Options) -> Result<()> {
         node_locks: Default::default(),
     });
     let (s1, s2, s3, s4, s5) = (stores.clone(), stores.clone(), stores.clone(), stores.clone(), stores.clone());
+    let (s6, s7) = (stores.clone(), stores.clone());
     Controller::for_stream(streams.passthroughs, stores.passthroughs.clone())
         .with_config(
             ControllerConfig::default().debounce(Duration::from_millis(200)).concurrency(RECONCILE_CONCURRENCY),
@@ -144,6 +145,8 @@ pub async fn run(opts: Options) -> Result<()> {
         })
         .watches_stream(streams.vmis, move |v| s4.using_vmi(&v.namespace().unwrap_or_default(), &v.name_any()))
         .watches_stream(streams.kubevirts, move |_| s5.all())
+        .watches_stream(streams.migrations, move |m| s6.using_migration(&m))
+        .watches_stream(streams.target_pods, move |p| s7.using_target_pod(&p))
         .reconcile_all_on(leader::gained(leader_rx))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)

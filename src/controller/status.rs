@@ -195,7 +195,20 @@ fn live_migratable(pt: &CryptoPassthrough, cluster: &Cluster) -> Condition {
         Some(v) => match &v.live_migratable {
             Some(c) => {
                 let reason = if c.reason.is_empty() { "LiveMigratable" } else { c.reason.as_str() };
-                cond(KUBEVIRT_LIVE_MIGRATABLE, &c.status, reason, c.message.clone())
+                let theirs = if c.message.is_empty() { String::new() } else { format!(": {}", c.message) };
+                let message = match c.status.as_str() {
+                    "False" => format!(
+                        "KubeVirt reports the VMI not live-migratable ({reason}{theirs}). This is KubeVirt's own \
+                         limit (up to v1.9 any hostDevices entry makes a VMI non-migratable; vfio-ap migration needs a \
+                         KubeVirt that allows it), not a cryptopass verdict: ours is MigrationReady"
+                    ),
+                    "True" => format!(
+                        "KubeVirt reports the VMI live-migratable{theirs}; cryptopass still gates each migration on its \
+                         verdicts (MigrationReady)"
+                    ),
+                    _ => format!("KubeVirt reports LiveMigratable {}{theirs}", c.status),
+                };
+                cond(KUBEVIRT_LIVE_MIGRATABLE, &c.status, reason, message)
             }
             None => cond(
                 KUBEVIRT_LIVE_MIGRATABLE,
@@ -271,6 +284,7 @@ pub fn build(pt: &CryptoPassthrough, p: &Placement, cluster: &Cluster) -> (Crypt
         nodes,
         conditions,
         observed_generation: generation,
+        last_migration: None,
     };
     (status, notes)
 }

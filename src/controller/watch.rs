@@ -8,15 +8,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use super::inputs::MigrationView;
 use super::inputs::{AGENT_STALE_AFTER, Cluster, NodeView, agent_lease_name};
-use super::kubevirt::{KubeVirt, Vmi, sweep_protection};
+use super::kubevirt::{KubeVirt, MIGRATION_JOB_LABEL, Migration, Vmi, default_eviction_strategy, sweep_protection};
 use crate::api::{CryptoNode, CryptoPassthrough};
 
 const LEASE_PREFIX: &str = "cryptopass-agent-";
@@ -30,6 +31,10 @@ pub struct Stores {
     pub leases: Store<Lease>,
     pub vmis: Store<Vmi>,
     pub kubevirts: Store<KubeVirt>,
+    /// VirtualMachineInstanceMigrations.
+    pub migrations: Store<Migration>,
+    /// Migration target pods only (label `kubevirt.io/migrationJobUID`): their node.
+    pub target_pods: Store<Pod>,
 }
 
 pub type Trigger<K> = futures::stream::BoxStream<'static, Result<K, watcher::Error>>;
@@ -42,6 +47,8 @@ pub struct Streams {
     pub leases: Trigger<Lease>,
     pub vmis: Trigger<Vmi>,
     pub kubevirts: Trigger<KubeVirt>,
+    pub migrations: Trigger<Migration>,
+    pub target_pods: Trigger<Pod>,
 }
 
 fn strip<K: Resource>(o: &mut K) {
@@ -125,6 +132,20 @@ fn vmi_placement(v: &Vmi) -> Option<u64> {
     Some(h.finish())
 }
 
+/// What of a VMIM the lifecycle reads.
+fn migration_content(m: &Migration) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    format!("{:?}", m.view(None)).hash(&mut h);
+    Some(h.finish())
+}
+
+/// What of a target pod the lifecycle reads: its node.
+fn pod_node(p: &Pod) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    p.spec.as_ref().and_then(|s| s.node_name.clone()).hash(&mut h);
+    Some(h.finish())
+}
+
 fn renewed(l: &Lease) -> Option<Timestamp> {
     let s = l.spec.as_ref()?;
     s.renew_time.as_ref().or(s.acquire_time.as_ref()).map(|t| t.0)
@@ -146,7 +167,21 @@ pub fn start(client: Client, namespace: &str) -> (Stores, Streams, Synced) {
         reflect(Api::<Lease>::namespaced(client.clone(), namespace), wc(), |_| {}, synced.flag("leases"));
     let (vmis, vmi_stream) =
         reflect(Api::<Vmi>::all(client.clone()), wc(), |_| {}, synced.flag("virtualmachineinstances"));
-    let (kubevirts, kv_stream) = reflect(Api::<KubeVirt>::all(client), wc(), |_| {}, synced.flag("kubevirts"));
+    let (kubevirts, kv_stream) = reflect(Api::<KubeVirt>::all(client.clone()), wc(), |_| {}, synced.flag("kubevirts"));
+    let (migrations, mig_stream) =
+        reflect(Api::<Migration>::all(client.clone()), wc(), |_| {}, synced.flag("virtualmachineinstancemigrations"));
+    // Only the node of a target pod is kept.
+    let trim_pod = |p: &mut Pod| {
+        let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+        p.spec = Some(k8s_openapi::api::core::v1::PodSpec { node_name: node, ..Default::default() });
+        p.status = None;
+    };
+    let (target_pods, pod_stream) = reflect(
+        Api::<Pod>::all(client),
+        wc().labels(MIGRATION_JOB_LABEL),
+        trim_pod,
+        synced.flag("migration target pods"),
+    );
     let cfg = kube::runtime::utils::PredicateConfig::default;
     let streams = Streams {
         passthroughs: pt_stream.boxed(),
@@ -158,8 +193,20 @@ pub fn start(client: Client, namespace: &str) -> (Stores, Streams, Synced) {
             .boxed(),
         vmis: vmi_stream.predicate_filter(vmi_placement, cfg()).boxed(),
         kubevirts: kv_stream.predicate_filter(predicates::resource_version, cfg()).boxed(),
+        migrations: mig_stream.predicate_filter(migration_content, cfg()).boxed(),
+        target_pods: pod_stream.predicate_filter(pod_node, cfg()).boxed(),
     };
-    let stores = Stores { namespace: namespace.to_string(), passthroughs, cnodes, nodes, leases, vmis, kubevirts };
+    let stores = Stores {
+        namespace: namespace.to_string(),
+        passthroughs,
+        cnodes,
+        nodes,
+        leases,
+        vmis,
+        kubevirts,
+        migrations,
+        target_pods,
+    };
     (stores, streams, synced)
 }
 
@@ -185,13 +232,48 @@ impl Stores {
         let vmis =
             self.vmis.state().iter().map(|v| ((v.namespace().unwrap_or_default(), v.name_any()), v.view())).collect();
         let kubevirts = self.kubevirts.state();
+        let pod_nodes: std::collections::HashMap<String, String> = self
+            .target_pods
+            .state()
+            .iter()
+            .filter_map(|p| {
+                let uid = p.labels().get(MIGRATION_JOB_LABEL)?.clone();
+                Some((uid, p.spec.as_ref()?.node_name.clone()?))
+            })
+            .collect();
+        let mut migrations: std::collections::BTreeMap<(String, String), Vec<MigrationView>> = Default::default();
+        for m in self.migrations.state() {
+            let view = m.view(m.metadata.uid.as_ref().and_then(|u| pod_nodes.get(u)).cloned());
+            migrations.entry((m.namespace().unwrap_or_default(), view.vmi.clone())).or_default().push(view);
+        }
         Cluster {
             now,
             nodes,
             passthroughs: self.passthroughs.state(),
             vmis,
+            migrations,
+            default_eviction_strategy: default_eviction_strategy(kubevirts.iter().map(|k| k.as_ref())),
             sweep: sweep_protection(kubevirts.iter().map(|k| k.as_ref())),
         }
+    }
+
+    /// Passthroughs of the VMI a VMIM migrates.
+    pub fn using_migration(&self, m: &Migration) -> Vec<ObjectRef<CryptoPassthrough>> {
+        match &m.spec.vmi_name {
+            Some(vmi) => self.using_vmi(&m.namespace().unwrap_or_default(), vmi),
+            None => Vec::new(),
+        }
+    }
+
+    /// Passthroughs of the VMI whose migration a target pod serves.
+    pub fn using_target_pod(&self, p: &Pod) -> Vec<ObjectRef<CryptoPassthrough>> {
+        let Some(uid) = p.labels().get(MIGRATION_JOB_LABEL) else { return Vec::new() };
+        self.migrations
+            .state()
+            .iter()
+            .find(|m| m.metadata.uid.as_ref() == Some(uid))
+            .map(|m| self.using_migration(m))
+            .unwrap_or_default()
     }
 
     pub fn all(&self) -> Vec<ObjectRef<CryptoPassthrough>> {

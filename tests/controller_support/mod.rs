@@ -19,6 +19,8 @@ use cryptopass::api::{CryptoPassthrough, condition::find};
 
 use crate::support::{Cluster, Identity, RELEASE_NAMESPACE, TEST_MANAGER, controller_identity, wait_until};
 
+pub mod migration;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_cryptopass");
 
 fn spawn(cmd: &mut Command) -> Child {

@@ -2,6 +2,7 @@
 //! VMIs and Leases, judged without any client.
 
 mod conflicts;
+mod lifecycle;
 mod placement;
 mod status;
 mod sweep;
@@ -179,6 +180,7 @@ pub fn all_standby(mut pt: CryptoPassthrough) -> CryptoPassthrough {
     pt
 }
 
+#[derive(Clone)]
 pub struct World {
     pub cluster: Cluster,
 }
@@ -191,6 +193,8 @@ impl World {
                 nodes: BTreeMap::new(),
                 passthroughs: Vec::new(),
                 vmis: BTreeMap::new(),
+                migrations: BTreeMap::new(),
+                default_eviction_strategy: None,
                 sweep: SweepProtection::Protected { reason: "ExternalResourceProvider", message: String::new() },
             },
         }
@@ -279,7 +283,7 @@ impl World {
     pub fn running_on(mut self, ns: &str, vm: &str, node: &str) -> World {
         self.cluster.vmis.insert(
             (ns.into(), vm.into()),
-            VmiView { phase: Some("Running".into()), node_name: Some(node.into()), live_migratable: None },
+            VmiView { phase: Some("Running".into()), node_name: Some(node.into()), ..Default::default() },
         );
         self
     }

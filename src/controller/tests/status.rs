@@ -120,6 +120,12 @@ fn kubevirts_live_migratable_is_mirrored_apart_from_our_verdicts() {
     let o = w.plan(&pt);
     let c = o.condition("KubeVirtLiveMigratable");
     assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "HostDeviceNotLiveMigratable"));
+    assert!(c.message.contains("host devices are not live migratable"), "KubeVirt's words kept: {}", c.message);
+    assert!(
+        c.message.contains("KubeVirt's own limit") && c.message.contains("not a cryptopass verdict"),
+        "{}",
+        c.message
+    );
     assert_eq!(o.condition("MigrationReady").status, "True", "our verdict stays ours");
     assert_eq!(World::new().plan(&pt).condition("KubeVirtLiveMigratable").status, "Unknown");
 }
