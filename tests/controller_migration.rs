@@ -162,8 +162,14 @@ async fn serial_a_completed_migration_moves_the_active_node_and_releases_the_old
     let target =
         [&t1, &t2].into_iter().find(|t| node_entry(&p, t).is_some_and(|n| n.prepared)).expect("a prepared z16").clone();
     let other = if target == t1 { t2.clone() } else { t1.clone() };
-    // The guest holds the mdev on the z15.
+    // The guest holds the mdev on the z15 (its agent reports it, as it would for a guest that ran
+    // there for a while).
     bed.agents[0].set_in_use(&uuid, true);
+    eventually("the z15's agent reports the mdev in use", || async {
+        let cn = bed.agents[0].crypto_node(&client).await?;
+        support::cnode::observed(&cn, &uuid).is_some_and(|m| m.in_use).then_some(())
+    })
+    .await;
 
     let m = unique("migrate");
     let uid = create_vmim(&client, &ns, &m, "vm1").await;

@@ -156,7 +156,8 @@ pub async fn abort(client: &Client, a: &Abort) -> Result<bool> {
 /// Creates an evacuation VMIM. `Ok(None)`: created, or it exists already (the name is one per
 /// attempt); `Ok(Some(why))`: the apiserver refused it (our gate or KubeVirt's denied it).
 pub async fn create_migration(client: &Client, m: &NewMigration) -> Result<Option<String>> {
-    let api: Api<Migration> = Api::namespaced(client.clone(), &m.namespace);
+    let ar = kube::core::ApiResource::erase::<Migration>(&());
+    let api: Api<kube::core::DynamicObject> = Api::namespaced_with(client.clone(), &m.namespace, &ar);
     let body = json!({
         "apiVersion": "kubevirt.io/v1",
         "kind": "VirtualMachineInstanceMigration",
@@ -167,11 +168,17 @@ pub async fn create_migration(client: &Client, m: &NewMigration) -> Result<Optio
         },
         "spec": {"vmiName": m.vmi, "addedNodeSelector": m.added_node_selector},
     });
-    let obj: Migration = serde_json::from_value(body)?;
+    let obj: kube::core::DynamicObject = serde_json::from_value(body)?;
     match api.create(&PostParams { field_manager: Some(STATUS_MANAGER.into()), ..Default::default() }, &obj).await {
-        Ok(_) => Ok(None),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
-        Err(kube::Error::Api(s)) if s.code == 400 || s.code == 403 || s.code == 422 => Ok(Some(s.message)),
+        Ok(_) => {
+            tracing::info!(namespace = %m.namespace, migration = %m.name, node = %m.evacuation_node, "created an evacuation migration");
+            Ok(None)
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => Ok(None),
+        // Denied by an admission webhook (ours or KubeVirt's) or a policy.
+        Err(kube::Error::Api(s)) if s.code == 403 || s.code == 422 || s.message.contains("denied the request") => {
+            Ok(Some(s.message))
+        }
         Err(e) => Err(e.into()),
     }
 }
