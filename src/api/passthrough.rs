@@ -159,8 +159,9 @@ pub struct LastMigration {
     pub verdict: Option<String>,
     /// `Running` | `Succeeded` | `Failed` | `Aborted` (by cryptopass, or the migration was deleted).
     pub outcome: String,
-    /// A reason code: the verdict's code for an abort (e.g. `ApTypeNotCompatible`), `Completed`,
-    /// `MigrationFailed`, `Deleted`, or KubeVirt's phase while running.
+    /// A reason code: the verdict's code for our abort (e.g. `ApTypeNotCompatible`, `MdevMissing`,
+    /// `MigrationDisabled`), `Completed`, `MigrationFailed`, `TargetNotPlaced` (failed before a
+    /// target was placed), `AbortedByKubeVirt`, `Deleted`, or KubeVirt's phase while running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// In the kernel's words where the kernel has words for it.

@@ -309,8 +309,19 @@ fn follow(
         Progress::Failed { end: e, aborted, message } => {
             end = Some(e.unwrap_or(cluster.now));
             last.outcome = if aborted { ABORTED } else { FAILED }.into();
-            last.reason = Some(if aborted { "AbortedByKubeVirt" } else { "MigrationFailed" }.into());
-            last.message = Some(format!("{from_to}: {message}"));
+            let reason = match (aborted, &target) {
+                (true, _) => "AbortedByKubeVirt",
+                (false, None) => "TargetNotPlaced",
+                (false, Some(_)) => "MigrationFailed",
+            };
+            last.reason = Some(reason.into());
+            last.message = Some(match &target {
+                Some(_) => format!("{from_to}: {message}"),
+                None => format!(
+                    "{message} before its target was placed (e.g. no node could take the target pod: kubectl describe vmim {})",
+                    m.name
+                ),
+            });
         }
         Progress::Deleted => {
             end = Some(cluster.now);

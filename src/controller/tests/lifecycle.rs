@@ -154,6 +154,16 @@ fn an_ended_migration_is_never_aborted() {
     assert!(last.message.as_deref().is_some_and(|m| m.contains("target pod unschedulable")), "{last:?}");
     assert_eq!(o.lifecycle.finished, Some("Failed"));
     assert!(o.notes.iter().any(|n| n.reason == "MigrationFailed" && n.warning));
+    // Failed before KubeVirt placed a target (an unschedulable target pod): said so.
+    let (pt3, w3) = bed(cex8());
+    let o3 = w3.migration(mig("m3", "Failed")).plan(&pt3);
+    let l3 = o3.status.last_migration.clone().expect("lastMigration");
+    assert_eq!(
+        (l3.outcome.as_str(), l3.reason.as_deref(), l3.target.as_deref()),
+        ("Failed", Some("TargetNotPlaced"), None)
+    );
+    assert!(l3.message.as_deref().is_some_and(|m| m.contains("kubectl describe vmim m3")), "{l3:?}");
+    assert_eq!(o3.desired_nodes(), vec!["a", "b"], "nothing lost");
     // Nothing lost: still active on a, its mdev still desired.
     assert_eq!(o.placement.active.as_deref(), Some("a"));
     assert!(o.placement.desired.contains_key("a"));
