@@ -299,3 +299,52 @@ async fn serial_an_external_eviction_gets_its_migration_from_the_controller_or_a
     // One VMIM for the whole evacuation.
     assert_eq!(vmims(&client, &ns).list(&ListParams::default()).await.expect("VMIMs").items.len(), 1);
 }
+
+#[tokio::test]
+async fn serial_on_a_v1_kernel_the_source_mdev_is_migratable_only_while_migration_is_enabled() {
+    let c = cluster().await;
+    let ns = support::TestNamespace::create(&c, "mig-v1").await;
+    let (client, ns) = (c.client.clone(), ns);
+    let run = support::unique("run");
+    let sel = [("cryptopass-test-run", run.as_str())];
+    let n = FakeNode::create_with_labels(&c, "z16v1", &sel).await;
+    let host = SimAgent::start(&c, &n, machine("z16-v1")).await;
+    let mut ctl = ControllerProcess::start(&c, "ctl").await;
+    ctl.wait_ready();
+    let pt = create_passthrough(&client, &ns.name, "p1", spec("vm1", &[0, 1], &[0x45], json!(1), &sel)).await;
+    let uuid = pt.metadata.uid.clone().expect("a uid");
+    create_vmi(&client, &ns.name, "vm1").await;
+    set_vmi_running(&client, &ns.name, "vm1", &host.node, Some(("True", ""))).await;
+    let attr = format!("devices/vfio_ap/matrix/{uuid}/migratable");
+    let value = |want: &'static str| {
+        let (host, attr) = (&host, &attr);
+        async move {
+            eventually(&format!("{attr} = {want} in the simulator"), || async move {
+                (host.read(attr).as_deref().map(str::trim) == Some(want)).then_some(())
+            })
+            .await
+        }
+    };
+    value("1").await;
+
+    let api: Api<cryptopass::api::CryptoPassthrough> = Api::namespaced(client.clone(), &ns.name);
+    let set = |enabled: bool| {
+        let api = api.clone();
+        async move {
+            let patch = json!({"spec": {"migration": {"enabled": enabled}}});
+            api.patch("p1", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+                .await
+                .unwrap_or_else(|e| panic!("patching p1: {e}"));
+        }
+    };
+    set(false).await;
+    value("0").await;
+    let p = passthrough_until(&client, &ns.name, "p1", "MigrationReady False (disabled)", |p| {
+        condition_is(p, "MigrationReady", "False")
+    })
+    .await;
+    assert!(condition_message(&p, "MigrationReady").starts_with("MigrationDisabled"));
+    assert!(host.has_mdev(&uuid), "the guest keeps its mdev");
+    set(true).await;
+    value("1").await;
+}

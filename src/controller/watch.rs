@@ -51,9 +51,18 @@ pub struct Streams {
     pub target_pods: Trigger<Pod>,
 }
 
+/// Annotations the caches keep (every other one is dropped): the evacuation mark of a VMIM, by
+/// which the lifecycle counts its own evacuation attempts.
+const KEPT_ANNOTATIONS: &[&str] = &[crate::webhook::vmim::EVACUATION_ANNOTATION];
+
 fn strip<K: Resource>(o: &mut K) {
     o.meta_mut().managed_fields = None;
-    o.meta_mut().annotations = None;
+    if let Some(a) = o.meta_mut().annotations.as_mut() {
+        a.retain(|k, _| KEPT_ANNOTATIONS.contains(&k.as_str()));
+    }
+    if o.meta().annotations.as_ref().is_some_and(|a| a.is_empty()) {
+        o.meta_mut().annotations = None;
+    }
 }
 
 /// A reflector whose store keeps what `trim` leaves of each object; `synced` turns true with the
@@ -313,5 +322,27 @@ impl Stores {
     /// The node an agent Lease belongs to.
     pub fn lease_node(lease: &Lease) -> Option<String> {
         lease.name_any().strip_prefix(LEASE_PREFIX).map(str::to_string)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhook::vmim::EVACUATION_ANNOTATION;
+
+    #[test]
+    fn the_caches_keep_the_evacuation_mark_of_a_vmim_and_drop_every_other_annotation() {
+        let mut m = Migration::default();
+        m.metadata.annotations = Some(
+            [(EVACUATION_ANNOTATION.to_string(), "n1".to_string()), ("kubectl.kubernetes.io/x".into(), "big".into())]
+                .into(),
+        );
+        strip(&mut m);
+        assert_eq!(m.view(None).evacuation.as_deref(), Some("n1"));
+        assert_eq!(m.metadata.annotations.as_ref().map(|a| a.len()), Some(1));
+        let mut n = Node::default();
+        n.metadata.annotations = Some([("a".to_string(), "b".to_string())].into());
+        strip(&mut n);
+        assert_eq!(n.metadata.annotations, None);
     }
 }
