@@ -276,6 +276,13 @@ fn follow(
         // Recorded as ended (aborted by us, above all): never revisited.
         return;
     }
+    // The recorded migration's VMIM is gone (deleted by an abort, or garbage-collected): an older
+    // VMIM left behind is no news.
+    let recorded_start =
+        prev.filter(|_| same.is_none()).and_then(|p| p.start_time.as_deref()?.parse::<Timestamp>().ok());
+    if recorded_start.is_some_and(|r| m.created.is_none_or(|c| c <= r)) {
+        return;
+    }
     let target = target_of(m, vmi).or_else(|| same.and_then(|p| p.target.clone()));
     let source = source_of(m, vmi).or_else(|| same.and_then(|p| p.source.clone())).or_else(|| {
         matches!(progress(m, vmi), Progress::InFlight).then(|| vmi.and_then(|v| v.node_name.clone())).flatten()

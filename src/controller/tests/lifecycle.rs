@@ -374,3 +374,33 @@ fn the_cluster_default_eviction_strategy_applies_when_the_vmi_has_none() {
     w.cluster.default_eviction_strategy = Some("External".into());
     assert!(w.plan(&pt).lifecycle.create.is_some());
 }
+
+#[test]
+fn once_the_recorded_migration_is_gone_an_older_one_is_no_news() {
+    let (pt, w) = bed(cex8());
+    let mut old = handed_off(mig("m0", "Succeeded"), "a", "b");
+    old.created = Some(now() - SignedDuration::from_secs(600));
+    // m1 was aborted and its VMIM is gone; m0 remains in the cache.
+    let recorded = LastMigration {
+        migration: "m1".into(),
+        source: Some("a".into()),
+        target: Some("b".into()),
+        verdict: Some("Incompatible".into()),
+        outcome: "Aborted".into(),
+        reason: Some("ApTypeNotCompatible".into()),
+        message: Some("node b is Incompatible".into()),
+        start_time: Some((now() - SignedDuration::from_secs(20)).to_string()),
+        end_time: Some(now().to_string()),
+        duration_seconds: Some(20),
+    };
+    let pt = with_last(pt, recorded.clone());
+    let o = w.clone().migration(old).plan(&pt);
+    assert_eq!(o.status.last_migration, Some(recorded.clone()));
+    assert_eq!(o.lifecycle.finished, None, "not counted again");
+    assert!(o.notes.iter().all(|n| !n.reason.starts_with("Migration")), "{:?}", o.notes);
+    // A newer one is followed.
+    let mut new = mig("m2", "Scheduling");
+    new.created = Some(now() - SignedDuration::from_secs(5));
+    let o = w.migration(new).plan(&pt);
+    assert_eq!(o.status.last_migration.map(|l| l.migration).as_deref(), Some("m2"));
+}
