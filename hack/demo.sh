@@ -32,6 +32,7 @@ wait_for() { # what command args… — polls the command (0.2 s) for up to 120 
 bound_pod() { k -n default get pods -l "$1" -o jsonpath='{range .items[?(@.spec.nodeName)]}{.metadata.name}{"\n"}{end}' | head -n1; }
 vmi_phase() { [[ $(k -n default get vmi crypto-vm -o jsonpath='{.status.phase}') == "$1" ]] && echo "$1"; }
 vmim_phase() { [[ $(k -n default get vmim "$1" -o jsonpath='{.status.phase}') == "$2" ]] && echo "$2"; }
+last_outcome() { [[ $(k -n default get cpt crypto-vm -o jsonpath='{.status.lastMigration.outcome}') == "$1" ]] && echo "$1"; }
 cpt_active() { [[ $(k -n default get cpt crypto-vm -o jsonpath='{.status.activeNode}') == "$1" ]] && echo "$1"; }
 # The kubelet's part (no kubelet here): a pod's status Running or Succeeded, every container alike.
 kubelet_pod() { # pod Running|Succeeded
@@ -206,6 +207,8 @@ wait_for "the VMIM to succeed" vmim_phase crypto-vm-migration Succeeded >/dev/nu
 kubelet_pod "$launcher" Succeeded
 wait_for "the passthrough's active node to follow the VM" cpt_active "$target_node" >/dev/null
 echo "  vmim/crypto-vm-migration Succeeded; cpt/crypto-vm active on $(k -n default get cpt crypto-vm -o jsonpath='{.status.activeNode}')"
+wait_for "the passthrough to record the migration" last_outcome Succeeded >/dev/null
+echo "  status.lastMigration: $(k -n default get cpt crypto-vm -o jsonpath='{.status.lastMigration}')"
 k -n default get cpt crypto-vm -o wide
 
 cat <<MSG
