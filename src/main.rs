@@ -134,11 +134,46 @@ struct ControllerServeArgs {
     metrics_addr: std::net::SocketAddr,
     /// Serve the migration gate webhooks (HTTPS: /validate-vmim, /mutate-vmim) on this address,
     /// bound once the watch caches have synced (SO_REUSEPORT).
-    #[arg(long, requires = "webhook_cert_dir")]
+    #[arg(long)]
     webhook_addr: Option<std::net::SocketAddr>,
-    /// The webhooks' serving certificate: tls.crt and tls.key (a mounted Secret), reloaded when they change.
+    /// The webhooks' serving certificate: tls.crt and tls.key (a mounted Secret), reloaded when they
+    /// change. Without it the leader manages a CA and the certificate in the Secret
+    /// cryptopass-webhook-tls and the configurations' caBundle, and rotates them.
     #[arg(long, requires = "webhook_addr")]
     webhook_cert_dir: Option<PathBuf>,
+    /// The webhook Service in the release namespace: self-managed certificates name its DNS names.
+    #[arg(long, default_value = "cryptopass-webhook")]
+    webhook_service: String,
+    /// Another name of the self-managed serving certificate (an IP address or a DNS name).
+    #[arg(long, hide = true)]
+    webhook_cert_san: Vec<String>,
+    /// Lifetime of a self-managed serving certificate (renewed at 2/3 of it).
+    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
+    webhook_cert_validity: Option<std::time::Duration>,
+    /// Lifetime of a self-managed CA (rotated at 2/3 of it).
+    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
+    webhook_ca_validity: Option<std::time::Duration>,
+}
+
+impl ControllerServeArgs {
+    fn webhook(self, namespace: &str) -> Option<cryptopass::webhook::Serving> {
+        use cryptopass::webhook::{CertSource, Serving, certs::SelfManaged, pki};
+        let certs = match self.webhook_cert_dir {
+            Some(dir) => CertSource::Dir(dir),
+            None => {
+                let default = pki::Lifetimes::default();
+                CertSource::SelfManaged(SelfManaged {
+                    namespace: namespace.to_string(),
+                    names: pki::Names::of_service(&self.webhook_service, namespace, &self.webhook_cert_san),
+                    lifetimes: pki::Lifetimes {
+                        serving: self.webhook_cert_validity.unwrap_or(default.serving),
+                        ca: self.webhook_ca_validity.unwrap_or(default.ca),
+                    },
+                })
+            }
+        };
+        Some(Serving { addr: self.webhook_addr?, certs })
+    }
 }
 
 /// Leader election on the Lease `cryptopass-controller` in the release namespace.
@@ -278,14 +313,10 @@ fn main() -> ExitCode {
         },
         Command::Controller(c) => cmd::controller::run_blocking(cmd::controller::ControllerArgs {
             kubeconfig: c.kube.kubeconfig,
-            namespace: c.kube.namespace,
             metrics_addr: c.serve.metrics_addr,
+            webhook: c.serve.webhook(&c.kube.namespace),
+            namespace: c.kube.namespace,
             identity: c.election.identity,
-            webhook: c
-                .serve
-                .webhook_addr
-                .zip(c.serve.webhook_cert_dir)
-                .map(|(addr, cert_dir)| cryptopass::webhook::Options { addr, cert_dir }),
         }),
         Command::AgentFleet(a) => agent_fleet(a),
         Command::Crd => cmd::crd::run(),

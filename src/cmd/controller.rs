@@ -11,7 +11,7 @@ pub struct ControllerArgs {
     pub namespace: String,
     pub metrics_addr: SocketAddr,
     pub identity: Option<String>,
-    pub webhook: Option<crate::webhook::Options>,
+    pub webhook: Option<crate::webhook::Serving>,
 }
 
 pub fn run_blocking(a: ControllerArgs) -> Outcome {

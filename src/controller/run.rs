@@ -36,7 +36,7 @@ pub struct Options {
     /// This replica's identity in the leader Lease (default: hostname and pid).
     pub identity: Option<String>,
     /// Serve the migration gate webhooks (src/webhook) from this process.
-    pub webhook: Option<crate::webhook::Options>,
+    pub webhook: Option<crate::webhook::Serving>,
 }
 
 pub async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client> {
@@ -73,6 +73,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let (stores, streams, synced) = watch::start(client.clone(), &opts.namespace);
     // The migration gate (src/webhook): every replica serves it from these caches, once synced;
     // the leader keeps the configurations' matchConditions.
+    let mut serving: Option<Arc<dyn crate::webhook::tls::Certificates>> = None;
     if let Some(w) = &opts.webhook {
         let caches = crate::webhook::Caches {
             passthroughs: stores.passthroughs.clone(),
@@ -81,23 +82,33 @@ pub async fn run(opts: Options) -> Result<()> {
         };
         let gate = crate::webhook::Gate { caches, metrics: admission };
         let probe = synced.clone();
-        crate::webhook::start(w, gate, move || probe.all())?;
+        let certs = crate::webhook::certificates(w, &client, leader_rx.clone())?;
+        crate::webhook::start_with(w.addr, certs.clone(), gate, move || probe.all());
         let (probe, leader) = (synced.clone(), leader_rx.clone());
         crate::webhook::keep_scope(client.clone(), stores.passthroughs.clone(), leader, move || probe.all());
+        // Not ready before a serving certificate is there (a self-managed one: the Secret).
+        serving = Some(certs);
     }
     {
         let ready = ready.clone();
         tokio::spawn(async move {
             let mut logged = Vec::new();
             loop {
-                let pending = synced.pending();
+                let mut pending = synced.pending();
+                if serving.as_ref().is_some_and(|c| c.current().is_none()) {
+                    pending.push("webhook certificate");
+                }
                 if pending.is_empty() {
                     tracing::info!("watch caches synced");
                     ready.store(true, Ordering::Release);
                     return;
                 }
                 if pending != logged {
-                    tracing::debug!(?pending, "waiting for watch caches");
+                    if pending == ["webhook certificate"] {
+                        tracing::info!("watch caches synced; not ready until the webhook certificate is there");
+                    } else {
+                        tracing::debug!(?pending, "waiting for watch caches");
+                    }
                     logged = pending;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -111,7 +111,7 @@ pub struct Keeper {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum ApplyError {
+pub(crate) enum ApplyError {
     #[error("{kind} {name} is not installed")]
     NotInstalled { kind: &'static str, name: String },
     #[error("{kind} {name} has no webhook {webhook}")]
@@ -120,7 +120,7 @@ enum ApplyError {
     Kube { kind: &'static str, name: String, source: kube::Error },
 }
 
-trait Configuration:
+pub(crate) trait Configuration:
     Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
     + Clone
     + DeserializeOwned
@@ -149,6 +149,18 @@ impl Configuration for MutatingWebhookConfiguration {
 }
 
 async fn apply<C: Configuration>(client: &Client, name: &str, expression: &str) -> Result<(), ApplyError> {
+    let body = apply_body(C::KIND, name, C::WEBHOOK, expression);
+    apply_webhook::<C>(client, name, FIELD_MANAGER, &body).await
+}
+
+/// Server-side apply of `body` (naming our webhook of configuration `name`) under `manager`,
+/// only when the configuration and its webhook exist.
+pub(crate) async fn apply_webhook<C: Configuration>(
+    client: &Client,
+    name: &str,
+    manager: &str,
+    body: &Value,
+) -> Result<(), ApplyError> {
     let api: Api<C> = Api::all(client.clone());
     let kube = |source| ApplyError::Kube { kind: C::KIND, name: name.to_string(), source };
     // Applying to a configuration that is not there would create a broken one.
@@ -157,8 +169,7 @@ async fn apply<C: Configuration>(client: &Client, name: &str, expression: &str) 
     if !live.webhook_names().contains(&C::WEBHOOK) {
         return Err(ApplyError::NoWebhook { kind: C::KIND, name: name.to_string(), webhook: C::WEBHOOK });
     }
-    let body = apply_body(C::KIND, name, C::WEBHOOK, expression);
-    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await.map_err(kube)?;
+    api.patch(name, &PatchParams::apply(manager).force(), &Patch::Apply(body)).await.map_err(kube)?;
     Ok(())
 }
 

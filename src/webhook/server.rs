@@ -1,6 +1,6 @@
 //! HTTPS serving on the webhook port: a listener bound with SO_REUSEPORT (two replicas on one
 //! host share a port in tests; in a cluster each pod has its own), TLS per connection from
-//! [`CertDir`] (a rotated certificate is used from the next connection on), HTTP/1.1 into the
+//! [`Certificates`] (a rotated certificate is used from the next connection on), HTTP/1.1 into the
 //! axum router. On shutdown the listener closes and every connection is shut down gracefully (an
 //! idle keep-alive connection at once, one in flight after its answer), so that kube-apiserver
 //! turns to another replica.
@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::error::{Error, Result};
-use super::tls::CertDir;
+use super::tls::Certificates;
 
 /// A TLS handshake or a request's headers must arrive within this.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,7 +40,12 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` completes, then drains the connections.
-pub async fn serve(listener: TcpListener, certs: Arc<CertDir>, app: Router, shutdown: impl Future<Output = ()>) {
+pub async fn serve<C: Certificates + ?Sized>(
+    listener: TcpListener,
+    certs: Arc<C>,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -58,8 +63,10 @@ pub async fn serve(listener: TcpListener, certs: Arc<CertDir>, app: Router, shut
                 }
             },
         };
+        // No certificate yet (a self-managed one not created): kube-apiserver tries again.
+        let Some(config) = certs.current() else { continue };
         let _ = stream.set_nodelay(true);
-        let acceptor = TlsAcceptor::from(certs.config());
+        let acceptor = TlsAcceptor::from(config);
         conns.spawn(connection(acceptor, stream, peer, app.clone(), stop_rx.clone()));
     }
     drop(listener);

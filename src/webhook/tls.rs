@@ -1,13 +1,16 @@
-//! The serving certificate from `--webhook-cert-dir` (`tls.crt`, `tls.key`: a mounted Secret as
-//! cert-manager writes it), reloaded per connection the way linkerd's policy controller does: each
-//! new connection stats the two files (a Secret volume swaps a symlink, so a rotation changes the
-//! inode) and a changed pair is parsed once. Connections already open keep their session; a pair
-//! that does not load (half written, key and certificate not matching) is reported and the last
-//! good one stays in use, so a rotation under load loses no admission.
+//! Where a new connection's TLS configuration comes from ([`Certificates`]):
+//! - [`CertDir`]: the serving certificate from `--webhook-cert-dir` (`tls.crt`, `tls.key`: a mounted
+//!   Secret as cert-manager writes it), reloaded per connection the way linkerd's policy controller does: each
+//!   new connection stats the two files (a Secret volume swaps a symlink, so a rotation changes the
+//!   inode) and a changed pair is parsed once. Connections already open keep their session; a pair
+//!   that does not load (half written, key and certificate not matching) is reported and the last
+//!   good one stays in use, so a rotation under load loses no admission.
+//! - [`Swappable`]: a pair held in memory (the self-managed Secret, fed by its watch), swapped
+//!   atomically for new connections; none before the first pair (the replica is not ready then).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
@@ -29,6 +32,54 @@ fn stamp(path: &Path) -> Option<Stamp> {
 struct Loaded {
     stamps: (Option<Stamp>, Option<Stamp>),
     config: Arc<ServerConfig>,
+}
+
+/// The TLS configuration for new connections.
+pub trait Certificates: Send + Sync {
+    /// `None` while there is no certificate yet: the connection is closed.
+    fn current(&self) -> Option<Arc<ServerConfig>>;
+}
+
+impl Certificates for CertDir {
+    fn current(&self) -> Option<Arc<ServerConfig>> {
+        Some(self.config())
+    }
+}
+
+/// A PEM pair and its configuration.
+type Pair = (Vec<u8>, Vec<u8>, Arc<ServerConfig>);
+
+/// A certificate and key in memory, replaced as a whole.
+#[derive(Default)]
+pub struct Swappable {
+    current: RwLock<Option<Pair>>,
+}
+
+impl Swappable {
+    /// Uses `cert` and `key` (PEM) for new connections from now on. Ok(true) when they differ
+    /// from the pair in use; a pair that does not load leaves the one in use.
+    pub fn set(&self, cert: &[u8], key: &[u8]) -> Result<bool> {
+        if let Some((c, k, _)) = self.current.read().unwrap_or_else(|p| p.into_inner()).as_ref()
+            && c == cert
+            && k == key
+        {
+            return Ok(false);
+        }
+        let config = Arc::new(server_config(cert, key)?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some((cert.to_vec(), key.to_vec(), config));
+        Ok(true)
+    }
+
+    /// The certificate in use (PEM).
+    pub fn cert(&self) -> Option<Vec<u8>> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(|(c, _, _)| c.clone())
+    }
+}
+
+impl Certificates for Swappable {
+    fn current(&self) -> Option<Arc<ServerConfig>> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(|(_, _, c)| c.clone())
+    }
 }
 
 /// The current server configuration of a certificate directory.
