@@ -133,7 +133,9 @@ impl Keeper {
         loop {
             tokio::select! {
                 () = &mut shutdown => return,
-                _ = self.leader.changed() => {}
+                changed = self.leader.changed() => if changed.is_err() {
+                    return tracing::warn!("leader election ended: self-managed certificates no longer kept");
+                },
                 () = tokio::time::sleep(wait) => {}
             }
             if !*self.leader.borrow_and_update() {

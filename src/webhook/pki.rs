@@ -229,9 +229,10 @@ impl Default for Lifetimes {
 impl Lifetimes {
     /// How long a new bundle must have been in the webhook configurations before a serving
     /// certificate of its new CA is presented (kube-apiserver reads configurations from an
-    /// informer: normally well under a second).
+    /// informer: normally well under a second). Short enough that a serving certificate due for
+    /// renewal while a new CA settles (it waits) is renewed well before it expires.
     pub fn settle(&self) -> Duration {
-        (self.ca / 10).min(Duration::from_secs(60))
+        (self.ca / 10).min(self.serving / 6).min(Duration::from_secs(60))
     }
 
     /// How far back `notBefore` is set (clocks of the apiservers may lag ours).
@@ -270,28 +271,29 @@ pub fn decide(now: SystemTime, state: &State, settled: bool) -> (Option<Step>, O
     let Some(signer) = state.signer.as_ref().filter(|s| s.not_after > now) else {
         return (Some(Step::Create), None);
     };
+    let trusted = |c: &CertInfo| state.bundle.iter().any(|ca| ca.not_after > now && c.signed_by(ca));
+    let Some(serving) = state.serving.as_ref().filter(|s| s.not_after > now && s.not_before <= now && trusted(s))
+    else {
+        return (Some(Step::Reissue(Reissue::Unusable)), None);
+    };
+    let ours = serving.signed_by(signer);
+    // Renewed before a CA rotation due at the same time: after it, the renewal would wait for
+    // the new CA to settle.
+    if ours && now >= serving.renew_at() {
+        return (Some(Step::Reissue(Reissue::Due)), None);
+    }
     if now >= signer.renew_at() {
         return (Some(Step::RotateCa), None);
     }
-    let trusted = |c: &CertInfo| state.bundle.iter().any(|ca| ca.not_after > now && c.signed_by(ca));
-    let mut next = vec![signer.renew_at()];
-    match &state.serving {
-        Some(s) if s.not_after > now && s.not_before <= now && trusted(s) => {
-            if !s.signed_by(signer) {
-                if settled {
-                    return (Some(Step::Reissue(Reissue::NewCa)), None);
-                }
-            } else if now >= s.renew_at() {
-                return (Some(Step::Reissue(Reissue::Due)), None);
-            } else {
-                next.push(s.renew_at());
-            }
-        }
-        _ => return (Some(Step::Reissue(Reissue::Unusable)), None),
+    if !ours && settled {
+        return (Some(Step::Reissue(Reissue::NewCa)), None);
     }
-    let expired = state.bundle.iter().filter(|c| c.not_after <= now).count();
-    if expired > 0 {
+    if state.bundle.iter().any(|c| c.not_after <= now) {
         return (Some(Step::DropExpired), None);
+    }
+    let mut next = vec![signer.renew_at()];
+    if ours {
+        next.push(serving.renew_at());
     }
     next.extend(state.bundle.iter().filter(|c| c.subject != signer.subject).map(|c| c.not_after));
     (None, next.into_iter().min())
