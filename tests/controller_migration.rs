@@ -196,6 +196,7 @@ async fn serial_a_completed_migration_moves_the_active_node_and_releases_the_old
     assert!(z16a.has_mdev(&uuid) && z16b.has_mdev(&uuid), "both z16s hold it: active and standby");
     let (_, body) = ctl.http_get("/metrics").expect("/metrics");
     assert!(body.contains("cryptopass_migrations_total{outcome=\"Succeeded\"} 1"), "{body}");
+    assert!(body.contains("cryptopass_migration_duration_seconds_count{outcome=\"Succeeded\"} 1"), "{body}");
 }
 
 #[tokio::test]

@@ -50,6 +50,7 @@ pub struct OutcomeLabels {
 pub struct Metrics {
     registry: Registry,
     migrations: Family<OutcomeLabels, Counter>,
+    migration_duration: Family<OutcomeLabels, Histogram>,
     reconcile: Family<ControllerLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     duration: Family<ControllerLabels, Histogram>,
@@ -77,6 +78,14 @@ impl Default for Metrics {
             "Migrations of VMs with a passthrough that ended, by outcome (Succeeded, Failed, Aborted)",
             migrations.clone(),
         );
+        let migration_duration = Family::<OutcomeLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(1.0, 2.0, 12))) as fn() -> Histogram,
+        );
+        registry.register(
+            "cryptopass_migration_duration_seconds",
+            "From a migration's request (VMIM creation) to its end, by outcome",
+            migration_duration.clone(),
+        );
         registry.register("cryptopass_reconcile", "Reconciliations run", reconcile.clone());
         registry.register("cryptopass_reconcile_errors", "Reconciliations failed, by kind", errors.clone());
         registry.register("cryptopass_reconcile_duration_seconds", "Time of one reconciliation", duration.clone());
@@ -89,6 +98,7 @@ impl Default for Metrics {
         Metrics {
             registry,
             migrations,
+            migration_duration,
             reconcile,
             errors,
             duration,
@@ -133,8 +143,12 @@ impl Metrics {
     }
 
     /// A followed migration ended with `outcome`.
-    pub fn migration_finished(&self, outcome: &str) {
-        self.migrations.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+    pub fn migration_finished(&self, outcome: &str, duration_seconds: Option<i64>) {
+        let labels = OutcomeLabels { outcome: outcome.into() };
+        self.migrations.get_or_create(&labels).inc();
+        if let Some(d) = duration_seconds {
+            self.migration_duration.get_or_create(&labels).observe(d as f64);
+        }
     }
 
     /// Sets the per-passthrough gauges; `None` drops every series of the passthrough.
@@ -201,7 +215,7 @@ mod tests {
         let verdicts = BTreeMap::from([("Equivalent", 2), ("Compatible", 0), ("Unknown", 0), ("Incompatible", 1)]);
         let apqns = BTreeMap::from([(("n3".to_string(), "FacilityDiffers".to_string()), 2)]);
         m.set_passthrough("ns", "p", Some(&verdicts), &apqns);
-        m.migration_finished("Aborted");
+        m.migration_finished("Aborted", Some(12));
         let text = m.encode().unwrap();
         for line in [
             "cryptopass_reconcile_total{controller=\"cryptopassthrough\"} 1",
@@ -209,6 +223,7 @@ mod tests {
             "cryptopass_reconcile_duration_seconds_count{controller=\"cryptopassthrough\"} 1",
             "cryptopass_passthrough_nodes{namespace=\"ns\",passthrough=\"p\",verdict=\"Equivalent\"} 2",
             "cryptopass_migrations_total{outcome=\"Aborted\"} 1",
+            "cryptopass_migration_duration_seconds_count{outcome=\"Aborted\"} 1",
             "cryptopass_incompatible_apqns{namespace=\"ns\",passthrough=\"p\",node=\"n3\",reason=\"FacilityDiffers\"} 2",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");

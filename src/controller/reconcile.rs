@@ -94,7 +94,8 @@ pub async fn reconcile(trigger: Arc<CryptoPassthrough>, ctx: Arc<Context>) -> Re
         publish(&ctx.recorder, &vmi.object_ref(&()), &vmi_notes).await;
     }
     if let Some(outcome) = out.lifecycle.finished {
-        ctx.metrics.migration_finished(outcome);
+        let took = out.status.last_migration.as_ref().and_then(|l| l.duration_seconds);
+        ctx.metrics.migration_finished(outcome, took);
     }
     ctx.metrics.set_passthrough(&ns, &name, Some(&out.verdict_counts), &out.incompatible_apqns);
     if deleting {
