@@ -147,6 +147,9 @@ pub struct CryptoPassthroughStatus {
 pub struct LastMigration {
     /// The VirtualMachineInstanceMigration's name.
     pub migration: String,
+    /// Its uid (a later VMIM of the same name is another migration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     /// The node the VM ran on when the migration started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,

@@ -271,7 +271,7 @@ fn follow(
     prev: Option<&LastMigration>,
     out: &mut Lifecycle,
 ) {
-    let same = prev.filter(|p| p.migration == m.name);
+    let same = prev.filter(|p| p.migration == m.name && p.uid.as_ref().is_none_or(|u| *u == m.uid));
     if same.is_some_and(|p| terminal(&p.outcome)) {
         // Recorded as ended (aborted by us, above all): never revisited.
         return;
@@ -290,6 +290,7 @@ fn follow(
     let start = m.created;
     let mut last = LastMigration {
         migration: m.name.clone(),
+        uid: Some(m.uid.clone()).filter(|u| !u.is_empty()),
         source: source.clone(),
         target: target.clone(),
         verdict: same.and_then(|p| p.verdict.clone()),
@@ -396,7 +397,7 @@ fn follow(
         last.end_time = rfc3339(Some(e));
         last.duration_seconds = start.map(|s| e.duration_since(s).as_secs().max(0));
     }
-    let changed = prev.is_none_or(|p| p.migration != last.migration || p.outcome != last.outcome);
+    let changed = prev.is_none_or(|p| p.migration != last.migration || p.uid != last.uid || p.outcome != last.outcome);
     if changed && terminal(&last.outcome) {
         out.finished = OUTCOMES.iter().copied().find(|o| *o == last.outcome);
         let took = last.duration_seconds.map(|d| format!(" after {d}s")).unwrap_or_default();

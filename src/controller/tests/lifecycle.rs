@@ -116,6 +116,14 @@ fn a_target_that_turned_incompatible_is_aborted_once_with_the_kernels_words() {
     assert_eq!(o.status.last_migration.as_ref(), Some(&last), "the abort's reason stays");
     assert!(o.notes.iter().all(|n| !n.reason.starts_with("Migration")), "{:?}", o.notes);
 
+    // A new VMIM under the recorded name is another migration: judged afresh.
+    let mut again = handed_off(mig("m1", "PreparingTarget"), "a", "b");
+    again.uid = "uid-m1-again".into();
+    again.created = Some(now() - SignedDuration::from_secs(5));
+    let (pt3, w3) = bed(cex7());
+    let o = w3.migration(again).plan(&with_last(pt3, last.clone()));
+    assert_eq!(o.lifecycle.abort.map(|a| a.uid).as_deref(), Some("uid-m1-again"));
+
     // Not recorded but already being deleted (another passthrough of the VM aborted it, or a
     // user): no second delete either.
     let mut m = handed_off(mig("m1", "Running"), "a", "b");
@@ -383,6 +391,7 @@ fn once_the_recorded_migration_is_gone_an_older_one_is_no_news() {
     // m1 was aborted and its VMIM is gone; m0 remains in the cache.
     let recorded = LastMigration {
         migration: "m1".into(),
+        uid: Some("uid-m1".into()),
         source: Some("a".into()),
         target: Some("b".into()),
         verdict: Some("Incompatible".into()),
