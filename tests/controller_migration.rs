@@ -349,3 +349,31 @@ async fn serial_on_a_v1_kernel_the_source_mdev_is_migratable_only_while_migratio
     set(true).await;
     value("1").await;
 }
+
+#[tokio::test]
+async fn serial_a_drain_that_our_gate_would_refuse_gets_an_event_saying_why_it_waits() {
+    // KubeVirt's own evacuation (evictionStrategy LiveMigrate) creates the VMIMs itself; our gate
+    // would deny them (the only other node is a z15), and the webhook has no side effects: the
+    // controller says why the drain waits, and creates nothing.
+    let c = cluster().await;
+    let kv = KubeVirt::new(&c, "mig-drain").await;
+    let (client, ns) = (c.client.clone(), kv.namespace().to_string());
+    let (_na, a) = host(&c, &kv, "z16a", "z16-cca").await;
+    kv.run_vmi("vm1", &VmiOptions::default().eviction("LiveMigrate")).await;
+    let (_nc, old) = host(&c, &kv, "z15", "z15-cex7").await;
+    let mut ctl = ControllerProcess::start(&c, "ctl").await;
+    ctl.wait_ready();
+    passthrough(&kv).await;
+    passthrough_until(&client, &ns, "p1", "active on z16a, the z15 incompatible", |p| {
+        active(p) == Some(a.node.as_str()) && node_entry(p, &old.node).is_some_and(|n| n.verdict == "Incompatible")
+    })
+    .await;
+    patch_vmi(&client, &ns, "vm1", json!({"status": {"evacuationNodeName": a.node}})).await;
+    let e = event(&client, &ns, "VirtualMachineInstance", "EvacuationBlocked").await;
+    let text = e.message.clone().unwrap_or_default();
+    assert!(text.contains(&format!("the drain of node {} waits", a.node)), "{text}");
+    assert!(text.contains(&old.node) && text.contains("(0d)"), "names the node in the kernel's words: {text}");
+    let p = get_passthrough(&client, &ns, "p1").await.expect("p1");
+    assert!(condition_is(&p, "Evacuation", "False"), "{:?}", p.status);
+    assert!(vmims(&client, &ns).list(&ListParams::default()).await.expect("VMIMs").items.is_empty());
+}
