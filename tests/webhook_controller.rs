@@ -407,9 +407,10 @@ async fn serial_self_managed_certificates_rotate_under_load_without_losing_an_ad
     let bed = Arc::new(CertBed::new(&c, "gate-rotate").await);
     let dir = tempfile::tempdir().expect("tempdir");
     let id = controller_identity(&c).await;
-    // Serving certificates renewed every 10 s, a new CA after 40 s (settled 6 s later), the first
-    // one gone from the bundle after 60 s.
-    let short = ["--webhook-cert-validity", "15s", "--webhook-ca-validity", "60s"];
+    // Serving certificates renewed every 40 s, a new CA after 60 s (settled 9 s later), the first
+    // one gone from the bundle after 90 s. The last third of a serving certificate's life (20 s)
+    // outlasts a leader hand-over (the 15 s Lease), should the Lease change hands under load.
+    let short = ["--webhook-cert-validity", "60s", "--webhook-ca-validity", "90s"];
     let mut r1 = Replica::self_managed(&id, "rotate-r1", bed.addr, &short, dir.path());
     let mut r2 = Replica::self_managed(&id, "rotate-r2", bed.addr, &short, dir.path());
     r1.wait_ready();
@@ -457,9 +458,9 @@ async fn serial_self_managed_certificates_rotate_under_load_without_losing_an_ad
         let dropped = states.last().is_some_and(|s| s.bundle.iter().all(|c| c.subject != ca0.subject));
         new_ca && dropped
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(150);
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
     while !rotated(&seen.lock().expect("seen")) {
-        assert!(std::time::Instant::now() < deadline, "no CA rotation within 150 s");
+        assert!(std::time::Instant::now() < deadline, "no CA rotation within 180 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Admissions go on for a moment with the new CA alone.

@@ -170,3 +170,59 @@ async fn two_servers_share_one_port_and_either_one_alone_serves_it() {
     }
     s2.stop().await;
 }
+
+/// kube-apiserver's client offers h2 in ALPN: it gets HTTP/2, and many admissions at once share
+/// one connection (one TLS handshake).
+#[tokio::test]
+async fn a_client_offering_h2_gets_http2_with_concurrent_admissions_on_one_connection() {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    let pki = Pki::new("cryptopass test CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    pki.serving("one").install(dir.path());
+    let server = Running::start("127.0.0.1:0".parse().expect("addr"), dir.path());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(pki.ca_pem().as_bytes()) {
+        roots.add(c.expect("PEM")).expect("a root");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.expect("connected");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::IpAddress(server.addr.ip().into()), tcp)
+        .await
+        .expect("a TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(b"h2".as_slice()));
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.expect("HTTP/2");
+    tokio::spawn(conn);
+    let body = plain_review().to_string();
+    let answers = (0..20).map(|_| {
+        let (mut send, body) = (send.clone(), body.clone());
+        async move {
+            let req = hyper::Request::post(format!("https://{}{VALIDATE_PATH}", server.addr))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .expect("a request");
+            send.ready().await.expect("ready");
+            let resp = send.send_request(req).await.expect("an answer");
+            assert_eq!(resp.version(), hyper::Version::HTTP_2);
+            let code = resp.status().as_u16();
+            let bytes = resp.into_body().collect().await.expect("a body").to_bytes();
+            let r: Value = serde_json::from_slice(&bytes).expect("JSON");
+            (code, r["response"]["allowed"].clone())
+        }
+    });
+    for a in futures::future::join_all(answers).await {
+        assert_eq!(a, (200, Value::Bool(true)));
+    }
+    server.stop().await;
+}

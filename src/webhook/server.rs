@@ -1,9 +1,9 @@
 //! HTTPS serving on the webhook port: a listener bound with SO_REUSEPORT (two replicas on one
 //! host share a port in tests; in a cluster each pod has its own), TLS per connection from
-//! [`Certificates`] (a rotated certificate is used from the next connection on), HTTP/1.1 into the
-//! axum router. On shutdown the listener closes and every connection is shut down gracefully (an
-//! idle keep-alive connection at once, one in flight after its answer), so that kube-apiserver
-//! turns to another replica.
+//! [`Certificates`] (a rotated certificate is used from the next connection on), HTTP/2 when the
+//! client offers it in ALPN (kube-apiserver does), else HTTP/1.1, into the axum router. On shutdown
+//! the listener closes and every connection is shut down gracefully (an idle keep-alive connection
+//! at once, one in flight after its answer), so that kube-apiserver turns to another replica.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
@@ -81,26 +81,48 @@ async fn connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     app: Router,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let tls = match tokio::time::timeout(READ_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
     };
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(READ_TIMEOUT)
-        .serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
-    let mut conn = std::pin::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        () = async { drop(stop.wait_for(|s| *s).await) } => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+    let (io, service) = (TokioIo::new(tls), TowerToHyperService::new(app));
+    let result = if h2 {
+        // kube-apiserver's client offers h2: every call of a replica's webhooks on one connection.
+        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .serve_connection(io, service);
+        until_stopped(conn, stop, |c| c.graceful_shutdown()).await
+    } else {
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(READ_TIMEOUT)
+            .serve_connection(io, service);
+        until_stopped(conn, stop, |c| c.graceful_shutdown()).await
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "webhook connection ended");
+    }
+}
+
+/// Drives `conn` to its end; once `stop` turns true, shuts it down gracefully and lets it finish.
+async fn until_stopped<C, T>(
+    conn: C,
+    mut stop: watch::Receiver<bool>,
+    shutdown: impl FnOnce(std::pin::Pin<&mut C>),
+) -> T
+where
+    C: Future<Output = T>,
+{
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        () = async { drop(stop.wait_for(|s| *s).await) } => {
+            shutdown(conn.as_mut());
+            conn.await
+        }
     }
 }

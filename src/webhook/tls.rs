@@ -90,7 +90,7 @@ pub struct CertDir {
     failed: Mutex<Option<(Option<Stamp>, Option<Stamp>)>>,
 }
 
-/// A rustls server configuration for `cert` and `key` (PEM), HTTP/1.1 only.
+/// A rustls server configuration for `cert` and `key` (PEM), offering HTTP/2 and HTTP/1.1.
 pub fn server_config(cert: &[u8], key: &[u8]) -> Result<ServerConfig> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
         .collect::<std::result::Result<_, _>>()
@@ -106,7 +106,7 @@ pub fn server_config(cert: &[u8], key: &[u8]) -> Result<ServerConfig> {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| Error::Certificate(format!("{CERT_FILE} and {KEY_FILE}: {e}")))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 

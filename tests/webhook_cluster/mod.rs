@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
@@ -22,8 +23,9 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use cryptopass::api::CryptoPassthrough;
+use cryptopass::webhook::tls::{CertDir, Certificates};
 use cryptopass::webhook::watch::Watches;
-use cryptopass::webhook::{AdmissionMetrics, Gate, Options, start};
+use cryptopass::webhook::{AdmissionMetrics, Gate, start_with};
 
 use crate::support::cluster::cleanup;
 use crate::support::{Cluster, TEST_MANAGER, eventually, repo, suffix};
@@ -58,6 +60,15 @@ pub struct GateServer {
 impl GateServer {
     /// Serves on a free loopback port once its caches (passthroughs and VMIs of `ns`, Nodes) synced.
     pub async fn start(client: &Client, ns: &str) -> GateServer {
+        GateServer::start_with(client, ns, |c| c).await
+    }
+
+    /// The same with the certificates of its directory as `certs` hands them out.
+    pub async fn start_with(
+        client: &Client,
+        ns: &str,
+        certs: impl FnOnce(Arc<CertDir>) -> Arc<dyn Certificates>,
+    ) -> GateServer {
         let pki = Pki::new("cryptopass webhook test CA");
         let dir = tempfile::tempdir().expect("tempdir");
         pki.serving("cryptopass-webhook").install(dir.path());
@@ -67,8 +78,8 @@ impl GateServer {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         let gate = Gate { caches: watches.caches.clone(), metrics: metrics.clone() };
-        let opts = Options { addr, cert_dir: dir.path().to_path_buf() };
-        let task = start(&opts, gate, watches.synced()).expect("the webhook server starts");
+        let dir_certs = Arc::new(CertDir::load(dir.path()).expect("the webhook certificate"));
+        let task = start_with(addr, certs(dir_certs), gate, watches.synced());
         eventually("the webhook server to listen", || async move {
             tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
         })
