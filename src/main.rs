@@ -233,6 +233,9 @@ struct AgentFleetArgs {
     /// Seconds between re-scans of each host without a spec change.
     #[arg(long, default_value_t = 5)]
     rescan_seconds: u64,
+    /// Milliseconds between the starts of two passes of one agent (spec changes meanwhile wait).
+    #[arg(long, default_value_t = 1000)]
+    pass_interval_ms: u64,
 }
 
 #[derive(Args)]
@@ -345,6 +348,7 @@ fn agent_run(a: AgentRunArgs) -> cmd::Outcome {
         metrics_addr: Some(a.metrics_addr),
         health_addr: a.health_addr,
         rescan: std::time::Duration::from_secs(a.rescan_seconds.max(1)),
+        pass_interval: cryptopass::agent::run::PASS_INTERVAL,
     };
     cryptopass::agent::run::run_blocking(cfg).map(|()| 0).map_err(|e| cmd::Error::Usage(format!("agent: {e}")))
 }
@@ -359,6 +363,7 @@ fn agent_fleet(a: AgentFleetArgs) -> cmd::Outcome {
         kubeconfig: a.kube.kubeconfig,
         mode: cryptopass::agent::MaskMode::Manage,
         rescan: std::time::Duration::from_secs(a.rescan_seconds.max(1)),
+        pass_interval: std::time::Duration::from_millis(a.pass_interval_ms),
     };
     cryptopass::agent::fleet::run_blocking(cfg).map(|()| 0).map_err(|e| cmd::Error::Usage(format!("agent-fleet: {e}")))
 }

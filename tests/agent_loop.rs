@@ -28,7 +28,10 @@ async fn the_agent_creates_its_crypto_node_reporting_the_inventory_of_its_host()
     assert_eq!(status.kernel, want.kernel, "kernel profile, release, features");
     assert_eq!(status.kernel.release.as_deref(), Some("6.19.0-cp"), "from the host's snapshot.json");
     assert_eq!(status.kernel.profile, "unknown", "migratable in features, no mdev yet");
-    assert_eq!((&status.cards, &status.queues), (&want.cards, &want.queues));
+    assert_eq!((&status.cards, &status.queue_groups), (&want.cards, &want.queue_groups));
+    // 4 adapters × 85 domains, grouped per adapter: host queues 0-63, vfio_ap queues 64-84.
+    assert_eq!(status.queue_groups.iter().map(|g| g.domains.len()).sum::<usize>(), 340);
+    assert!(status.queue_groups.len() <= 8, "{:?}", status.queue_groups);
     assert_eq!((&status.apmask, &status.aqmask, status.card_count), (&want.apmask, &want.aqmask, 4));
     assert!(status.mdevs.is_empty());
     let synced = condition(&cn, "Synced").unwrap();
@@ -48,7 +51,12 @@ async fn the_agent_creates_its_crypto_node_reporting_the_inventory_of_its_host()
     assert!(spec.renew_time.is_some());
 
     assert_eq!(agent.http_get("/healthz").map(|r| r.0), Some(200));
-    let host_queues = want.queues.iter().filter(|q| q.driver.as_deref().is_some_and(|d| d != "vfio_ap")).count();
+    let host_queues: usize = want
+        .queue_groups
+        .iter()
+        .filter(|q| q.driver.as_deref().is_some_and(|d| d != "vfio_ap"))
+        .map(|q| q.domains.len())
+        .sum();
     assert_eq!(
         agent.metric("cryptopass_agent_queues{driver=\"host\"}"),
         Some(host_queues as f64),

@@ -121,7 +121,7 @@ BENCH_OWN = {"POST cryptopassthroughs", "LIST cryptopassthroughs"}
 
 
 def report(before, after, total, t0, t_created, t_ready, hwm_kb, rss_peak_kb, fleet_hwm_kb, ctl_cpu, fleet_cpu,
-           api_cpu, m, per, profile, machine_file, ready, load, rescan):
+           api_cpu, m, per, profile, machine_file, ready, load, rescan, load_start, pass_ms, cnode_bytes):
     b = json.load(open(before))
     a = json.load(open(after))
     total = int(total)
@@ -131,6 +131,8 @@ def report(before, after, total, t0, t_created, t_ready, hwm_kb, rss_peak_kb, fl
     all_req = sum(delta.values())
     own = sum(v for k_, v in delta.items() if k_ in BENCH_OWN)
     watches = sum(v for k_, v in delta.items() if k_.startswith("WATCH "))
+    throttled = sum(v for k_, v in delta.items() if k_.endswith(" → 429"))
+    timed_out = sum(v for k_, v in delta.items() if k_.endswith(" → 504"))
     t0, t_created, t_ready = float(t0), float(t_created), float(t_ready)
     elapsed = t_ready - t0
     ready = int(ready)
@@ -145,13 +147,13 @@ def report(before, after, total, t0, t_created, t_ready, hwm_kb, rss_peak_kb, fl
 
 - Date: {now}
 - Machine: {machine()}
-- Load at the end ({load}; the machine is shared with other builds and test beds)
+- Load at the start ({load_start}), at the end ({load}); the machine is shared with other builds and test beds
 - Build: `{profile}`; simulated hosts: `{machine_file}` ×{m}
 - Layout: {total} passthroughs = {m} nodes × {per}; passthrough k of node i: VMI Running on node i, adapter i mod 2,
   usage + control domain 0x{0x40:02x}+k, standby 1 (nodeSelector limits candidates to nodes i and i+1: active + one
   standby per passthrough, {2 * per} mdevs per node, distinct APQNs per node).
 - Agents: one `cryptopass agent-fleet` process ({m} in-process FUSE simulators + {m} agent loops, admin kubeconfig,
-  re-scan every {rescan} s; spec changes are applied at once);
+  re-scan every {rescan} s; passes of one agent at least {(pass_ms + ' ms') if pass_ms else 'the default interval'} apart, spec changes meanwhile applied together);
   controller: its own process, ServiceAccount token, deploy/ RBAC.
 
 | Figure | Value | Goal |
@@ -160,6 +162,8 @@ def report(before, after, total, t0, t_created, t_ready, hwm_kb, rss_peak_kb, fl
 | Controller peak RSS (VmHWM) | **{hwm:.1f} MiB** (highest VmRSS sampled {int(rss_peak_kb) / 1024:.1f} MiB) | ≤ 50 MiB: {goal_m} |
 | API requests per passthrough (all apiserver requests in the window / {total}) | **{all_req / total:.2f}** ({int(all_req)} total) | |
 | … without the bench's own creates and polling lists | **{(all_req - own) / total:.2f}** | |
+| apiserver answers 429 (throttled) / 504 (timed out) in the window | {int(throttled)} / {int(timed_out)} | |
+| One CryptoNode at the end (`kubectl get cnode bench-0 -o json`) | {int(cnode_bytes) / 1024:.1f} KiB | |
 | CPU seconds (whole run): controller / agent fleet / kube-apiserver | {ctl_cpu} / {fleet_cpu} / {api_cpu} | |
 | Agent fleet peak RSS ({m} agents + simulators) | {int(fleet_hwm_kb) / 1024:.1f} MiB | |
 

@@ -5,8 +5,10 @@
 # before/after). Goals: < 60 s, <= 50 MiB. Prints the figures and writes hack/bench-scale/RESULTS.md.
 #
 # Usage: hack/bench-scale/run.sh            (NODES=100 PER_NODE=10: 1,000 passthroughs)
-# Env:   NODES, PER_NODE (at most 10), TIMEOUT (s, default 600), FLEET_RESCAN (s, default 60), MACHINE (default z16-cca),
-#        PROFILE=release|debug (which build of cryptopass, default release), RESULTS (file, or "-"
+# Env:   NODES, PER_NODE (at most 10), TIMEOUT (s, default 600), FLEET_RESCAN (s, default 60),
+#        FLEET_PASS_MS (least ms between two passes of one agent; default: the agent's), MACHINE (default z16-cca),
+#        PROFILE=release|debug (which build of cryptopass, default release), CRYPTOPASS_BIN (use this
+#        binary instead of building one), RESULTS (file, or "-"
 #        for none), KEEP=1 (leave everything running and print where).
 #
 # Layout. Every node is a copy of MACHINE (four CEX8 adapters 0-3, domains 0x40-0x54 for vfio_ap).
@@ -32,6 +34,8 @@ PROFILE=${PROFILE:-release}
 # The agents' periodic re-scan (spec changes are applied at once): at the agent's default of 5 s, 100
 # simulated hosts re-read their whole AP tree 20 times a second, which alone saturates 2 cores.
 FLEET_RESCAN=${FLEET_RESCAN:-60}
+# The least time between two passes of one agent (empty: the agent's default, 1 s).
+FLEET_PASS_MS=${FLEET_PASS_MS:-}
 RESULTS=${RESULTS:-$ROOT/hack/bench-scale/RESULTS.md}
 TOTAL=$((NODES * PER_NODE))
 NS=cryptopass
@@ -42,12 +46,15 @@ die() { printf 'bench-scale: %s\n' "$*" >&2; exit 1; }
 ((NODES >= 2 && NODES % 2 == 0)) || die "NODES must be even and >= 2 (see Layout)"
 
 say "building cryptopass ($PROFILE) and the test bed (cached)"
-if [[ $PROFILE == release ]]; then
+if [[ -n ${CRYPTOPASS_BIN:-} ]]; then
+    BIN=$CRYPTOPASS_BIN # a binary built before (e.g. of another commit, to compare)
+elif [[ $PROFILE == release ]]; then
     (cd "$ROOT" && cargo build --quiet --release --bin cryptopass)
+    BIN=$ROOT/target/$PROFILE/cryptopass
 else
     (cd "$ROOT" && cargo build --quiet --bin cryptopass)
+    BIN=$ROOT/target/$PROFILE/cryptopass
 fi
-BIN=$ROOT/target/$PROFILE/cryptopass
 bash "$ROOT/hack/testbed/build.sh" >&2
 
 WORK=$(mktemp -d /tmp/cryptopass-bench.XXXXXX)
@@ -96,7 +103,8 @@ k apply --server-side --subresource=status -f "$WORK/node-status.yaml" >/dev/nul
 say "the agent fleet ($NODES simulated $(basename "$MACHINE" .yaml) hosts, one process) and the controller"
 mkdir -p "$WORK/fleet"
 setsid "$BIN" agent-fleet --count "$NODES" --prefix bench- --machine "$MACHINE" --work-dir "$WORK/fleet" \
-    --kubeconfig "$KUBECONFIG" --namespace $NS --rescan-seconds "$FLEET_RESCAN" >"$WORK/fleet.log" 2>&1 &
+    --kubeconfig "$KUBECONFIG" --namespace $NS --rescan-seconds "$FLEET_RESCAN" \
+    ${FLEET_PASS_MS:+--pass-interval-ms "$FLEET_PASS_MS"} >"$WORK/fleet.log" 2>&1 &
 FLEET_PID=$!
 kc=$WORK/controller.kubeconfig
 kubectl config view --raw --minify >"$kc"
@@ -128,6 +136,7 @@ sleep 2 # let the controller see the VMIs before the baseline
 
 metrics() { k get --raw /metrics | python3 "$ROOT/hack/bench-scale/gen.py" requests; }
 metrics >"$WORK/req.before"
+LOAD_START=$(uptime | sed 's/.*load average/load average/')
 say "creating $TOTAL CryptoPassthroughs (8 parallel kubectl create)"
 python3 "$ROOT/hack/bench-scale/gen.py" passthroughs "$NODES" "$PER_NODE" "$WORK/cpt"
 T0=$(date +%s.%N)
@@ -155,6 +164,7 @@ done
 T_READY=$(date +%s.%N)
 metrics >"$WORK/req.after"
 hwm=$(awk '/VmHWM/{print $2}' "/proc/$CTRL_PID/status")
+cnode_bytes=$(k get cnode bench-0 -o json | wc -c)
 ctl_metrics=$(curl -fs "http://127.0.0.1:$CTRL_PORT/metrics" | grep -E '^cryptopass_reconcile(_errors)?_total|^cryptopass_reconcile_duration_seconds_(sum|count)' || true)
 fleet_hwm=$(awk '/VmHWM/{print $2}' "/proc/$FLEET_PID/status")
 ctl_cpu=$(awk '{print ($14+$15)/100}' "/proc/$CTRL_PID/stat")
@@ -163,7 +173,8 @@ api_cpu=$(awk '{print ($14+$15)/100}' "/proc/$(cat "$WORK/cp/kube-apiserver.pid"
 
 report=$(python3 "$ROOT/hack/bench-scale/gen.py" report "$WORK/req.before" "$WORK/req.after" "$TOTAL" \
     "$T0" "$T_CREATED" "$T_READY" "$hwm" "$rss_peak" "$fleet_hwm" "$ctl_cpu" "$fleet_cpu" "$api_cpu" \
-    "$NODES" "$PER_NODE" "$PROFILE" "$(basename "$MACHINE")" "$ready" "$(uptime | sed 's/.*load average/load average/')" "$FLEET_RESCAN")
+    "$NODES" "$PER_NODE" "$PROFILE" "$(basename "$MACHINE")" "$ready" "$(uptime | sed 's/.*load average/load average/')" "$FLEET_RESCAN" \
+    "$LOAD_START" "$FLEET_PASS_MS" "$cnode_bytes")
 {
     echo "$report"
     echo

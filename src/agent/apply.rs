@@ -38,18 +38,28 @@ pub fn apply(
     desired: &Desired,
     opts: &ApplyOptions,
 ) -> Result<Report, ApplyError> {
+    apply_read(host, store, desired, opts).map(|(report, _)| report)
+}
+
+/// [`apply`], also returning the inventory it planned on (the host before any write).
+pub fn apply_read(
+    host: &dyn Host,
+    store: &OwnershipStore,
+    desired: &Desired,
+    opts: &ApplyOptions,
+) -> Result<(Report, Inventory), ApplyError> {
     let inv: Inventory = host.inventory()?;
     let mut own = store.load()?;
     let p = plan(desired, &inv, &own, opts.mode);
     if opts.dry_run {
-        return Ok(Report::new(&p, None, &[]));
+        return Ok((Report::new(&p, None, &[]), inv));
     }
     let exec = execute(host, store, &mut own, &p);
     let extra = match &opts.mdevctl_dir {
         Some(dir) => sync_mdevctl(host, dir, desired, &p, &exec),
         None => Vec::new(),
     };
-    Ok(Report::new(&p, Some(&exec), &extra))
+    Ok((Report::new(&p, Some(&exec), &extra), inv))
 }
 
 /// Definitions for our mdevs that are as desired; none for our mdevs that are not desired.

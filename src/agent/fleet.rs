@@ -28,6 +28,7 @@ pub struct FleetConfig {
     pub kubeconfig: Option<PathBuf>,
     pub mode: MaskMode,
     pub rescan: Duration,
+    pub pass_interval: Duration,
 }
 
 /// Mounts every simulator, runs every agent until SIGTERM/SIGINT, then unmounts.
@@ -62,6 +63,7 @@ pub fn run_blocking(cfg: FleetConfig) -> Result<(), AgentError> {
             metrics_addr: None,
             health_addr: None,
             rescan: cfg.rescan,
+            pass_interval: cfg.pass_interval,
         });
     }
     eprintln!("cryptopass agent-fleet: {} simulated nodes mounted under {}", sessions.len(), cfg.work_dir.display());

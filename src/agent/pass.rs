@@ -3,13 +3,14 @@
 //! `cryptopass_agent_sysfs_writes_total{result}` by a [`Host`] wrapper.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::ap::Inventory;
 use crate::api::node::{CryptoNodeStatus, DesiredMdev as SpecMdev};
 use crate::sysfs;
 
-use super::apply::{ApplyError, ApplyOptions, apply};
+use super::apply::{ApplyError, ApplyOptions, apply_read};
 use super::desired::{Desired, DesiredMdev};
 use super::host::{Errno, Host, RootDir};
 use super::metrics::Metrics;
@@ -22,10 +23,13 @@ use super::status::{self, PassResult};
 pub struct Counting<H> {
     inner: H,
     metrics: Metrics,
+    /// Writes attempted so far (failed ones too: the kernel may have acted before failing).
+    writes: AtomicU64,
 }
 
 impl<H: Host> Host for Counting<H> {
     fn write(&self, rel: &str, data: &str) -> Result<(), Errno> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
         let r = self.inner.write(rel, data);
         self.metrics.write(r.is_ok());
         r
@@ -84,7 +88,7 @@ impl Engine {
         metrics: Metrics,
     ) -> Engine {
         Engine {
-            host: Counting { inner: RootDir::new(&sysfs_root), metrics: metrics.clone() },
+            host: Counting { inner: RootDir::new(&sysfs_root), metrics: metrics.clone(), writes: AtomicU64::new(0) },
             store: OwnershipStore::new(&state_dir),
             opts: ApplyOptions { mode, dry_run: false, mdevctl_dir },
             metrics,
@@ -100,8 +104,12 @@ impl Engine {
     ) -> Result<Passed, ApplyError> {
         let started = Instant::now();
         let (desired, invalid) = desired_from_spec(spec);
-        let report = apply(&self.host, &self.store, &desired, &self.opts)?;
-        let inventory = self.host.inventory()?;
+        let before = self.host.writes.load(Ordering::Relaxed);
+        let (report, read) = apply_read(&self.host, &self.store, &desired, &self.opts)?;
+        // A pass that wrote nothing reports the host as it planned on it: reading it again (the
+        // whole AP tree) would cost as much as the pass itself.
+        let inventory =
+            if self.host.writes.load(Ordering::Relaxed) == before { read } else { self.host.inventory()? };
         let ownership = self.store.load()?;
         let pass = PassResult { inventory: &inventory, report: &report, ownership: &ownership, invalid: &invalid };
         let prev = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();

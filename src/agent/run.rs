@@ -30,6 +30,11 @@ use super::status;
 
 /// How often the host is read again without a spec change.
 pub const RESCAN: Duration = Duration::from_secs(5);
+/// Passes of one agent start at least this far apart: spec changes arriving meanwhile (the
+/// controller writes one entry per passthrough) are applied together by the next pass, with one
+/// status write. Each pass reads the whole AP tree, and each status write is a request on a
+/// CryptoNode that the controller's applies go to as well (hack/bench-scale/RESULTS.md).
+pub const PASS_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -46,6 +51,8 @@ pub struct AgentConfig {
     /// `None`: `/healthz` is served on the metrics address only.
     pub health_addr: Option<SocketAddr>,
     pub rescan: Duration,
+    /// The least time between the starts of two passes ([`PASS_INTERVAL`]).
+    pub pass_interval: Duration,
 }
 
 #[derive(Debug, Error)]
@@ -164,10 +171,19 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         cfg.mdevctl_dir.clone(),
         metrics.clone(),
     ));
-    let result =
-        Loop { name: cfg.node_name.clone(), node, engine, metrics, latest: None, applied: None, rescan: cfg.rescan }
-            .run(stop_rx)
-            .await;
+    let result = Loop {
+        name: cfg.node_name.clone(),
+        node,
+        engine,
+        metrics,
+        latest: None,
+        applied: None,
+        rescan: cfg.rescan,
+        pass_interval: cfg.pass_interval,
+        last_pass: None,
+    }
+    .run(stop_rx)
+    .await;
     let _ = lease.await;
     for s in servers {
         let _ = s.await;
@@ -202,6 +218,9 @@ struct Loop {
     /// The generation the last pass applied.
     applied: Option<i64>,
     rescan: Duration,
+    pass_interval: Duration,
+    /// When the last pass started.
+    last_pass: Option<tokio::time::Instant>,
 }
 
 impl Loop {
@@ -215,7 +234,15 @@ impl Loop {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Whether the current (re)list of the watch returned our CryptoNode.
         let mut listed = false;
+        // A spec change waiting for the pass interval to pass.
+        let mut due: Option<tokio::time::Instant> = None;
         loop {
+            let wait = async move {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = stopped(&mut stop) => return Ok(()),
@@ -228,8 +255,15 @@ impl Loop {
                         }
                         let changed = n.metadata.generation != self.applied;
                         self.latest = Some(n);
-                        if changed {
-                            self.step().await;
+                        if changed && due.is_none() {
+                            let at = self.last_pass.map(|t| t + self.pass_interval);
+                            match at.filter(|at| *at > tokio::time::Instant::now()) {
+                                Some(at) => due = Some(at),
+                                None => {
+                                    self.step().await;
+                                    tick.reset();
+                                }
+                            }
                         }
                     }
                     Some(Ok(Event::Delete(_))) => {
@@ -246,7 +280,17 @@ impl Loop {
                     Some(Err(e)) => self.failed(AgentError::Watch(e)),
                     None => return Ok(()),
                 },
-                _ = tick.tick() => self.step().await,
+                _ = wait => {
+                    due = None;
+                    if self.latest.as_ref().is_none_or(|n| n.metadata.generation != self.applied) {
+                        self.step().await;
+                        tick.reset();
+                    }
+                }
+                _ = tick.tick() => {
+                    due = None;
+                    self.step().await;
+                }
             }
         }
     }
@@ -279,6 +323,7 @@ impl Loop {
     }
 
     async fn try_step(&mut self) -> Result<(), AgentError> {
+        self.last_pass = Some(tokio::time::Instant::now());
         let node = match self.latest.take() {
             Some(n) => n,
             None => self.node.ensure().await?,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::node::{CardStatus, CryptoNodeStatus, HostConfigStatus, KernelStatus, ObservedMdev, QueueStatus};
+use super::node::{CardStatus, CryptoNodeStatus, HostConfigStatus, KernelStatus, ObservedMdev, QueueGroupStatus};
 use crate::ap::{
     ApFunctions, Apqn, Card, HostConfig, Inventory, KernelInfo, Mask, Matrix, Mdev, Queue, QueueStatus as QS,
 };
@@ -59,20 +59,7 @@ pub fn status_from_inventory(inv: &Inventory) -> CryptoNodeStatus {
                 driver: c.driver.clone(),
             })
             .collect(),
-        queues: inv
-            .queues
-            .values()
-            .map(|q| QueueStatus {
-                apqn: q.apqn.to_string(),
-                driver: q.driver.clone(),
-                functions: q.functions.map(|f| f.to_string()),
-                online: q.online,
-                config: q.config,
-                chkstop: q.chkstop,
-                status: q.status.map(|s| s.as_str().to_string()),
-                driver_override: q.driver_override.clone(),
-            })
-            .collect(),
+        queue_groups: queue_groups(inv),
         mdevs: inv
             .mdevs
             .values()
@@ -94,6 +81,41 @@ pub fn status_from_inventory(inv: &Inventory) -> CryptoNodeStatus {
             .collect(),
         ..Default::default()
     }
+}
+
+/// The queues grouped per adapter and equal attributes, in APQN order of each group's first queue.
+fn queue_groups(inv: &Inventory) -> Vec<QueueGroupStatus> {
+    let mut groups: Vec<QueueGroupStatus> = Vec::new();
+    let mut index: BTreeMap<_, usize> = BTreeMap::new();
+    for q in inv.queues.values() {
+        let group = QueueGroupStatus {
+            adapter: q.apqn.apid,
+            domains: Vec::new(),
+            driver: q.driver.clone(),
+            functions: q.functions.map(|f| f.to_string()),
+            online: q.online,
+            config: q.config,
+            chkstop: q.chkstop,
+            status: q.status.map(|s| s.as_str().to_string()),
+            driver_override: q.driver_override.clone(),
+        };
+        let key = (
+            group.adapter,
+            group.driver.clone(),
+            group.functions.clone(),
+            group.online,
+            group.config,
+            group.chkstop,
+            group.status.clone(),
+            group.driver_override.clone(),
+        );
+        let i = *index.entry(key).or_insert_with(|| {
+            groups.push(group);
+            groups.len() - 1
+        });
+        groups[i].domains.push(q.apqn.apqi);
+    }
+    groups
 }
 
 /// The inventory a node's status describes. Unparseable entries are skipped (the agent wrote them
@@ -121,23 +143,23 @@ pub fn inventory_from_status(s: &CryptoNodeStatus) -> Inventory {
         })
         .collect();
     let queues: BTreeMap<Apqn, Queue> = s
-        .queues
+        .queue_groups
         .iter()
-        .filter_map(|q| {
-            let apqn: Apqn = q.apqn.parse().ok()?;
-            Some((
-                apqn,
-                Queue {
+        .flat_map(|g| {
+            g.domains.iter().map(move |&d| {
+                let apqn = Apqn::new(g.adapter, d);
+                let queue = Queue {
                     apqn,
-                    driver: q.driver.clone(),
-                    functions: q.functions.as_deref().and_then(ApFunctions::parse),
-                    online: q.online,
-                    config: q.config,
-                    chkstop: q.chkstop,
-                    status: q.status.as_deref().and_then(QS::parse),
-                    driver_override: q.driver_override.clone(),
-                },
-            ))
+                    driver: g.driver.clone(),
+                    functions: g.functions.as_deref().and_then(ApFunctions::parse),
+                    online: g.online,
+                    config: g.config,
+                    chkstop: g.chkstop,
+                    status: g.status.as_deref().and_then(QS::parse),
+                    driver_override: g.driver_override.clone(),
+                };
+                (apqn, queue)
+            })
         })
         .collect();
     let mdevs = s

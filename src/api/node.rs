@@ -91,8 +91,10 @@ pub struct CryptoNodeStatus {
     pub mdev_count: u32,
     #[serde(default)]
     pub cards: Vec<CardStatus>,
+    /// The queues, grouped: per adapter, the domains whose queues show the same attributes (one
+    /// entry per queue made a CryptoNode ~50 KB and every write of it costly: hack/bench-scale).
     #[serde(default)]
-    pub queues: Vec<QueueStatus>,
+    pub queue_groups: Vec<QueueGroupStatus>,
     #[serde(default)]
     pub mdevs: Vec<ObservedMdev>,
     /// Host-bound queues a mask edit moved along (architecture.md, "Masks").
@@ -162,10 +164,13 @@ pub struct CardStatus {
     pub driver: Option<String>,
 }
 
+/// The queues `adapter` × `domains` (each as `lszcrypt` lists queues `AA.DDDD`), which all show
+/// the attributes below.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct QueueStatus {
-    pub apqn: String,
+pub struct QueueGroupStatus {
+    pub adapter: u8,
+    pub domains: Vec<u8>,
     /// `vfio_ap`, `cex4queue`, or absent when unbound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
