@@ -4,7 +4,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -35,6 +35,44 @@ pub struct Stores {
     pub migrations: Store<Migration>,
     /// Migration target pods only (label `kubevirt.io/migrationJobUID`): their node.
     pub target_pods: Store<Pod>,
+    /// Whether the Lease watch fails, or when it came back.
+    pub leases_resumed: Arc<Resumed>,
+}
+
+/// Whether a watch is failing, or when it last came back after failing (apiserver down or
+/// restarted, 403 until its RBAC caches filled): meanwhile no Lease renewal reached us, and most
+/// likely none reached the apiserver. An agent Lease counts as renewed no earlier than that, so an
+/// apiserver outage longer than the stale bound does not make every agent stale at once (their
+/// standby entries dropped, the prepared mdevs removed the moment the agents are back: seen in an
+/// apiserver-restart test on this 2-core box, where RBAC answered 403 for over a minute after the
+/// restart). Not set by the first list: a starting controller trusts the Leases as they are.
+#[derive(Debug, Default)]
+pub struct Resumed {
+    broken: AtomicBool,
+    /// Milliseconds since the epoch; 0: never.
+    at_ms: AtomicI64,
+}
+
+impl Resumed {
+    /// An item of the watch: an object (the watch works) or an error.
+    pub fn saw(&self, ok: bool, now: Timestamp) {
+        if !ok {
+            self.broken.store(true, Ordering::Release);
+        } else if self.broken.swap(false, Ordering::AcqRel) {
+            self.at_ms.store(now.as_millisecond(), Ordering::Release);
+        }
+    }
+
+    /// `now` while the watch fails (no renewal can reach us), else when it last came back.
+    pub fn at(&self, now: Timestamp) -> Option<Timestamp> {
+        if self.broken.load(Ordering::Acquire) {
+            return Some(now);
+        }
+        match self.at_ms.load(Ordering::Acquire) {
+            0 => None,
+            ms => Timestamp::from_millisecond(ms).ok(),
+        }
+    }
 }
 
 pub type Trigger<K> = futures::stream::BoxStream<'static, Result<K, watcher::Error>>;
@@ -192,11 +230,16 @@ pub fn start(client: Client, namespace: &str) -> (Stores, Streams, Synced) {
         synced.flag("migration target pods"),
     );
     let cfg = kube::runtime::utils::PredicateConfig::default;
+    let leases_resumed = Arc::new(Resumed::default());
     let streams = Streams {
         passthroughs: pt_stream.boxed(),
         cnodes: cn_stream.predicate_filter(cnode_content, cfg()).boxed(),
         nodes: node_stream.predicate_filter(predicates::labels, cfg()).boxed(),
         leases: lease_stream
+            .inspect({
+                let resumed = leases_resumed.clone();
+                move |l| resumed.saw(l.is_ok(), Timestamp::now())
+            })
             .filter(|l| std::future::ready(l.as_ref().map_or(true, |l| l.name_any().starts_with(LEASE_PREFIX))))
             .predicate_filter(lease_fresh, cfg())
             .boxed(),
@@ -215,6 +258,7 @@ pub fn start(client: Client, namespace: &str) -> (Stores, Streams, Synced) {
         kubevirts,
         migrations,
         target_pods,
+        leases_resumed,
     };
     (stores, streams, synced)
 }
@@ -222,6 +266,7 @@ pub fn start(client: Client, namespace: &str) -> (Stores, Streams, Synced) {
 impl Stores {
     /// The inputs of a reconcile, from the caches.
     pub fn cluster(&self, now: Timestamp) -> Cluster {
+        let resumed = self.leases_resumed.at(now);
         let nodes = self
             .nodes
             .state()
@@ -232,7 +277,7 @@ impl Stores {
                 let view = NodeView {
                     name: name.clone(),
                     labels: n.labels().clone(),
-                    lease_renewed: lease.as_deref().and_then(renewed),
+                    lease_renewed: lease.as_deref().and_then(renewed).map(|t| resumed.map_or(t, |r| t.max(r))),
                     cnode: self.cnodes.get(&ObjectRef::new(&name)),
                 };
                 (name, view)
@@ -344,5 +389,25 @@ mod tests {
         n.metadata.annotations = Some([("a".to_string(), "b".to_string())].into());
         strip(&mut n);
         assert_eq!(n.metadata.annotations, None);
+    }
+}
+
+#[cfg(test)]
+mod resumed_tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_lease_watch_holds_staleness_and_its_return_restarts_the_count() {
+        let r = Resumed::default();
+        let t = |s: i64| Timestamp::from_second(s).unwrap();
+        r.saw(true, t(100));
+        assert_eq!(r.at(t(110)), None, "a watch that never failed changes nothing");
+        r.saw(false, t(120));
+        assert_eq!(r.at(t(200)), Some(t(200)), "while failing, every Lease counts as renewed now");
+        r.saw(false, t(210));
+        r.saw(true, t(230));
+        assert_eq!(r.at(t(300)), Some(t(230)), "back: renewed no earlier than the return");
+        r.saw(true, t(240));
+        assert_eq!(r.at(t(300)), Some(t(230)));
     }
 }
