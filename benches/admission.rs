@@ -4,8 +4,10 @@
 //! webhook configurations apply to and in one they do not (the same objects in both), so that both
 //! series see the same load; the cluster holds PASSTHROUGHS passthroughs (all of them in the
 //! matchConditions map literal).
-//! Prints p50/p99 of each and the difference, the handler's own latency from its histogram, and
-//! the handler alone in process (the axum Router, no socket) over the same caches.
+//! Prints p50/p99 of each and the difference, for the server as it was (ALPN http/1.1 only) and as
+//! it is (h2 offered), kube-apiserver's own time per webhook call (its metrics), the handler's own
+//! latency from its histogram, one call straight to the server over HTTPS, and the handler alone
+//! in process (the axum Router, no socket) over the same caches.
 //! Goals: handler p99 < 200 µs; added p99 < 2 ms at 100 requests/s (architecture.md).
 //!
 //! Needs the test bed: `hack/bench-admission/run.sh` starts one and runs this; without
@@ -199,8 +201,10 @@ async fn run() {
             }
         })
         .await;
+        let calls_before = webhook_calls(&client).await;
         let (gated_ours, base_ours) =
             side_by_side(&client, &ours, &vmim(&open.name, "vm0", None, &[]), rate, secs).await;
+        let calls = webhook_calls(&client).await;
         let (gated_plain, base_plain) =
             side_by_side(&client, &plain, &vmim(&open.name, "vm-plain", None, &[]), rate, secs).await;
         let served = server.requests("validate", "allowed");
@@ -224,6 +228,17 @@ async fn run() {
             us(live50),
             us(live99)
         );
+        for (name, (sum, n)) in &calls {
+            let (sum0, n0) = calls_before.get(name).copied().unwrap_or_default();
+            if n > &n0 {
+                println!(
+                    "kube-apiserver's own time per call of {name} (apiserver_admission_webhook_admission_duration_seconds, \
+                     mean of {} calls): {}",
+                    n - n0,
+                    us(Duration::from_secs_f64((sum - sum0) / (n - n0)))
+                );
+            }
+        }
         // Gone before the next variant: kube-apiserver no longer calls this server.
         drop(registered);
         let mut quiet = 0;
@@ -235,6 +250,14 @@ async fn run() {
         last = Some(server);
     }
     let server = last.expect("a server");
+    // Our side of one call: a client on one keep-alive HTTPS connection (HTTP/1.1), one at a time.
+    let (d50, d99) = direct(&server, &review("CREATE", ours.clone()), 5_000).await;
+    println!(
+        "\none call straight to the server (TLS keep-alive connection, HTTP/1.1, sequential; what kube-apiserver waits \
+         for per webhook): p50 {} p99 {}",
+        us(d50),
+        us(d99)
+    );
 
     let gate = Gate { caches: server.watches.caches.clone(), metrics: AdmissionMetrics::default() };
     let mutated = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
@@ -250,6 +273,45 @@ async fn run() {
         us(p99)
     );
     server_rt.shutdown_background();
+}
+
+/// kube-apiserver's `apiserver_admission_webhook_admission_duration_seconds` sum and count per
+/// webhook name (over its other labels).
+async fn webhook_calls(client: &Client) -> std::collections::BTreeMap<String, (f64, f64)> {
+    let req = axum::http::Request::get("/metrics").body(Vec::new()).expect("a request");
+    let text = client.request_text(req).await.expect("kube-apiserver's /metrics");
+    let mut out = std::collections::BTreeMap::<String, (f64, f64)>::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_admission_webhook_admission_duration_seconds_") else { continue };
+        let (sum, rest) = match (rest.strip_prefix("sum{"), rest.strip_prefix("count{")) {
+            (Some(r), _) => (true, r),
+            (_, Some(r)) => (false, r),
+            _ => continue,
+        };
+        let Some(name) = rest.split("name=\"").nth(1).and_then(|r| r.split('"').next()) else { continue };
+        let Some(v) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else { continue };
+        let e = out.entry(name.to_string()).or_default();
+        if sum {
+            e.0 += v;
+        } else {
+            e.1 += v;
+        }
+    }
+    out
+}
+
+/// `n` validations of `review` on one connection to `server`, one after the other.
+async fn direct(server: &GateServer, review: &Value, n: usize) -> (Duration, Duration) {
+    let mut conn = Conn::open(server.addr, &server.pki.ca_pem()).await.expect("a connection");
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let (code, _) = conn.post(VALIDATE_PATH, review).await.expect("an answer");
+        lat.push(t.elapsed());
+        assert_eq!(code, 200);
+    }
+    lat.sort();
+    (quantile(&lat, 0.5), quantile(&lat, 0.99))
 }
 
 /// The server as it was before HTTP/2: ALPN offers http/1.1 only.
