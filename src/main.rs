@@ -148,10 +148,10 @@ struct ControllerServeArgs {
     #[arg(long, hide = true)]
     webhook_cert_san: Vec<String>,
     /// Lifetime of a self-managed serving certificate (renewed at 2/3 of it).
-    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
+    #[arg(long, hide = true, value_parser = lifetime)]
     webhook_cert_validity: Option<std::time::Duration>,
     /// Lifetime of a self-managed CA (rotated at 2/3 of it).
-    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
+    #[arg(long, hide = true, value_parser = lifetime)]
     webhook_ca_validity: Option<std::time::Duration>,
 }
 
@@ -286,6 +286,15 @@ enum SimCommand {
         /// The request, e.g. '{"op":"log"}' (see README, "Simulator control").
         request: String,
     },
+}
+
+/// A certificate lifetime: a duration of at least 10 s (renewals come at 2/3 of it).
+fn lifetime(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_secs(10) {
+        return Err(format!("{s} is shorter than 10s"));
+    }
+    Ok(d)
 }
 
 fn main() -> ExitCode {
