@@ -131,6 +131,26 @@ where
     (reader, stream)
 }
 
+/// A trigger stream without the watch's errors (logged here): the watcher retries with its own
+/// backoff, while an error handed to the Controller pauses EVERY trigger stream for the
+/// Controller's trigger backoff (up to 30 s per error). After an apiserver restart each watch's
+/// errors in turn held a new passthrough back for minutes.
+fn triggers<K>(kind: &'static str, s: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static) -> Trigger<K>
+where
+    K: Send + 'static,
+{
+    s.filter_map(move |r| {
+        std::future::ready(match r {
+            Ok(o) => Some(Ok(o)),
+            Err(e) => {
+                tracing::warn!(kind, error = %e, "watch failed; retrying");
+                None
+            }
+        })
+    })
+    .boxed()
+}
+
 /// One flag per watched kind: its cache has had its first complete list.
 #[derive(Clone, Default)]
 pub struct Synced(Vec<(&'static str, Arc<AtomicBool>)>);
@@ -232,21 +252,23 @@ pub fn start(client: Client, namespace: &str) -> (Stores, Streams, Synced) {
     let cfg = kube::runtime::utils::PredicateConfig::default;
     let leases_resumed = Arc::new(Resumed::default());
     let streams = Streams {
-        passthroughs: pt_stream.boxed(),
-        cnodes: cn_stream.predicate_filter(cnode_content, cfg()).boxed(),
-        nodes: node_stream.predicate_filter(predicates::labels, cfg()).boxed(),
-        leases: lease_stream
-            .inspect({
-                let resumed = leases_resumed.clone();
-                move |l| resumed.saw(l.is_ok(), Timestamp::now())
-            })
-            .filter(|l| std::future::ready(l.as_ref().map_or(true, |l| l.name_any().starts_with(LEASE_PREFIX))))
-            .predicate_filter(lease_fresh, cfg())
-            .boxed(),
-        vmis: vmi_stream.predicate_filter(vmi_placement, cfg()).boxed(),
-        kubevirts: kv_stream.predicate_filter(predicates::resource_version, cfg()).boxed(),
-        migrations: mig_stream.predicate_filter(migration_content, cfg()).boxed(),
-        target_pods: pod_stream.predicate_filter(pod_node, cfg()).boxed(),
+        passthroughs: triggers("cryptopassthroughs", pt_stream),
+        cnodes: triggers("cryptonodes", cn_stream.predicate_filter(cnode_content, cfg())),
+        nodes: triggers("nodes", node_stream.predicate_filter(predicates::labels, cfg())),
+        leases: triggers(
+            "leases",
+            lease_stream
+                .inspect({
+                    let resumed = leases_resumed.clone();
+                    move |l| resumed.saw(l.is_ok(), Timestamp::now())
+                })
+                .filter(|l| std::future::ready(l.as_ref().map_or(true, |l| l.name_any().starts_with(LEASE_PREFIX))))
+                .predicate_filter(lease_fresh, cfg()),
+        ),
+        vmis: triggers("virtualmachineinstances", vmi_stream.predicate_filter(vmi_placement, cfg())),
+        kubevirts: triggers("kubevirts", kv_stream.predicate_filter(predicates::resource_version, cfg())),
+        migrations: triggers("virtualmachineinstancemigrations", mig_stream.predicate_filter(migration_content, cfg())),
+        target_pods: triggers("migration target pods", pod_stream.predicate_filter(pod_node, cfg())),
     };
     let stores = Stores {
         namespace: namespace.to_string(),
