@@ -96,14 +96,3 @@ async fn serial_leader_hand_over_and_restarts_lose_nothing() {
         assert!(about.is_empty(), "writes about p1 on {} after hand-over and restarts: {about:?}", host.node);
     }
 }
-
-/// The simulator's writes numbered above `since` whose path or data names `uuid`.
-fn writes_about(host: &SimAgent, uuid: &str, since: u64) -> Vec<String> {
-    let reply = host.ctl(json!({"op": "writes"}));
-    let log = reply.writes.and_then(|w| w.as_array().cloned()).unwrap_or_default();
-    log.iter()
-        .filter(|w| w["n"].as_u64().is_some_and(|n| n > since))
-        .filter(|w| w.to_string().contains(uuid))
-        .map(|w| w.to_string())
-        .collect()
-}

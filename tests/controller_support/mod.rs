@@ -286,3 +286,14 @@ pub fn kubectl_wait(
         .unwrap_or_else(|e| panic!("running kubectl (PATH from the test bed's env): {e}"));
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
+
+/// The simulator's writes numbered above `since` whose path or data names `uuid`.
+pub fn writes_about(host: &crate::support::SimAgent, uuid: &str, since: u64) -> Vec<String> {
+    let reply = host.ctl(json!({"op": "writes"}));
+    let log = reply.writes.and_then(|w| w.as_array().cloned()).unwrap_or_default();
+    log.iter()
+        .filter(|w| w["n"].as_u64().is_some_and(|n| n > since))
+        .filter(|w| w.to_string().contains(uuid))
+        .map(|w| w.to_string())
+        .collect()
+}
