@@ -364,8 +364,12 @@ async fn serial_a_drain_that_our_gate_would_refuse_gets_an_event_saying_why_it_w
     let mut ctl = ControllerProcess::start(&c, "ctl").await;
     ctl.wait_ready();
     passthrough(&kv).await;
-    passthrough_until(&client, &ns, "p1", "active on z16a, the z15 incompatible", |p| {
-        active(p) == Some(a.node.as_str()) && node_entry(p, &old.node).is_some_and(|n| n.verdict == "Incompatible")
+    // Ready first: before the active node's mdev is synced the drain waits for that instead (another
+    // event), and the first EvacuationBlocked event is the one this test reads.
+    passthrough_until(&client, &ns, "p1", "Ready and active on z16a, the z15 incompatible", |p| {
+        condition_is(p, "Ready", "True")
+            && active(p) == Some(a.node.as_str())
+            && node_entry(p, &old.node).is_some_and(|n| n.verdict == "Incompatible")
     })
     .await;
     patch_vmi(&client, &ns, "vm1", json!({"status": {"evacuationNodeName": a.node}})).await;
