@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 
 use cryptopass::api::{CryptoPassthrough, condition::find};
@@ -143,12 +142,7 @@ impl Drop for ControllerProcess {
     }
 }
 
-pub fn vmi_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("kubevirt.io", "v1", "VirtualMachineInstance"),
-        "virtualmachineinstances",
-    )
-}
+pub use crate::support::kubevirt::vmi_resource;
 
 /// A VMI as the real KubeVirt CRD accepts it (no virt-api here, so nothing defaults it).
 pub async fn create_vmi(client: &Client, ns: &str, name: &str) {

@@ -15,7 +15,6 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 use prometheus_client::registry::Registry;
@@ -31,19 +30,7 @@ use crate::support::cluster::cleanup;
 use crate::support::{Cluster, TEST_MANAGER, eventually, repo, suffix};
 use crate::webhook_support::Pki;
 
-pub fn vmi_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("kubevirt.io", "v1", "VirtualMachineInstance"),
-        "virtualmachineinstances",
-    )
-}
-
-pub fn vmim_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("kubevirt.io", "v1", "VirtualMachineInstanceMigration"),
-        "virtualmachineinstancemigrations",
-    )
-}
+pub use crate::support::kubevirt::{vmi_resource, vmim_resource};
 
 /// The webhook server of this test, on its own caches (the controller is not needed: the tests
 /// write the passthroughs' status themselves).
