@@ -9,6 +9,7 @@ pub mod api;
 pub mod cmd;
 pub mod compat;
 pub mod controller;
+pub mod signal;
 pub mod sim;
 pub mod sysfs;
 pub mod webhook;

@@ -117,22 +117,6 @@ pub async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, AgentError> 
     Client::try_from(config).map_err(AgentError::Kube)
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn signalled() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = term => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
 async fn wait_stop(mut rx: watch::Receiver<bool>) {
     stopped(&mut rx).await;
 }
@@ -144,7 +128,7 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        signalled().await;
+        crate::signal::terminated().await;
         tracing::info!("signalled: stopping");
         let _ = stop_tx.send(true);
     });

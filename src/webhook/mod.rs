@@ -32,6 +32,7 @@ pub mod tls;
 pub mod vmim;
 pub mod watch;
 
+use crate::signal::terminated;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -135,22 +136,6 @@ pub fn keep_scope(
     synced: impl Fn() -> bool + Send + 'static,
 ) -> JoinHandle<()> {
     tokio::spawn(scope::Keeper::new(client, passthroughs, leader).run(synced, terminated()))
-}
-
-/// Completes on SIGTERM or SIGINT.
-async fn terminated() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = term => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
 
 #[cfg(test)]
