@@ -135,6 +135,21 @@ impl Drop for Replica {
     }
 }
 
+/// In `ns`: passthrough p1 of VM vm1 with migration disabled (refused whatever the placement finds)
+/// and vm1 running; in `other`: vm-plain, a VMI without passthrough.
+async fn disabled_vm_and_a_plain_one(client: &kube::Client, ns: &str, other: &str) {
+    let mut pt = passthrough(ns, "p1", "vm1", &uuid::Uuid::new_v4().to_string());
+    pt["spec"]["migration"] = json!({"enabled": false});
+    pt["spec"]["placement"] = json!({"nodeSelector": {"cryptopass-test-nowhere": unique("none")}});
+    let pt: CryptoPassthrough = serde_json::from_value(pt).expect("a passthrough");
+    Api::<CryptoPassthrough>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &pt)
+        .await
+        .expect("created");
+    running_vmi(client, ns, "vm1", "nowhere", json!({})).await;
+    running_vmi(client, other, "vm-plain", "nowhere", json!({})).await;
+}
+
 #[tokio::test]
 async fn serial_two_controller_replicas_serve_the_gate_on_one_port_and_hand_over_without_a_refusal() {
     let c = cluster().await;
@@ -154,16 +169,7 @@ async fn serial_two_controller_replicas_serve_the_gate_on_one_port_and_hand_over
     let _registered = Registered::install_shipped(&c, &scope, addr, &pki.ca_pem()).await;
 
     // A VM whose migration is disabled: refused whatever the controller's placement finds.
-    let mut pt = passthrough(&ns.name, "p1", "vm1", &uuid::Uuid::new_v4().to_string());
-    pt["spec"]["migration"] = json!({"enabled": false});
-    pt["spec"]["placement"] = json!({"nodeSelector": {"cryptopass-test-nowhere": unique("none")}});
-    let pt: CryptoPassthrough = serde_json::from_value(pt).expect("a passthrough");
-    Api::<CryptoPassthrough>::namespaced(client.clone(), &ns.name)
-        .create(&PostParams::default(), &pt)
-        .await
-        .expect("created");
-    running_vmi(&client, &ns.name, "vm1", "nowhere", json!({})).await;
-    running_vmi(&client, &other.name, "vm-plain", "nowhere", json!({})).await;
+    disabled_vm_and_a_plain_one(&client, &ns.name, &other.name).await;
 
     let id = controller_identity(&c).await;
     let mut r1 = Replica::start(&id, "gate-r1", addr, &certs, dir.path());
@@ -285,16 +291,7 @@ impl CertBed {
         without_tls_secret(&client).await;
         let addr = free_addr();
         let registered = Registered::install_shipped(c, &format!("{},{}", ns.name, other.name), addr, "").await;
-        let mut pt = passthrough(&ns.name, "p1", "vm1", &uuid::Uuid::new_v4().to_string());
-        pt["spec"]["migration"] = json!({"enabled": false});
-        pt["spec"]["placement"] = json!({"nodeSelector": {"cryptopass-test-nowhere": unique("none")}});
-        let pt: CryptoPassthrough = serde_json::from_value(pt).expect("a passthrough");
-        Api::<CryptoPassthrough>::namespaced(client.clone(), &ns.name)
-            .create(&PostParams::default(), &pt)
-            .await
-            .expect("created");
-        running_vmi(&client, &ns.name, "vm1", "nowhere", json!({})).await;
-        running_vmi(&client, &other.name, "vm-plain", "nowhere", json!({})).await;
+        disabled_vm_and_a_plain_one(&client, &ns.name, &other.name).await;
         let off = format!(
             "admission webhook \"{VALIDATING_WEBHOOK}\" denied the request: CryptoPassthrough p1: migration is \
              disabled (spec.migration.enabled: false)"
